@@ -1,0 +1,1 @@
+"""Built-in suite definitions (TOML files beside this one)."""
