@@ -46,7 +46,7 @@ def list_backbones_command(
 
     load_plugins(plugin)
     specs = registry.list_backbones(family=family)
-    if not specs:
+    if not specs and family:
         raise VbenchError(f"no backbone in family {family!r}; families: {', '.join(registry.families())}")
     rows = []
     with console.status("measuring backbones...") if not as_json else _nullcontext():
