@@ -168,6 +168,211 @@ def _layer_summary(model) -> list[dict]:
     return rows
 
 
+# --- run store, training, reports and plots (engine) ----------------------------------------------
+DbOption = typer.Option(None, "--db", help="Run store: a SQLAlchemy URL or a SQLite file path (default $VBENCH_DB, else sqlite:///results/vbench.db).", show_default=False)
+
+
+def _db_url(db: Optional[str]) -> Optional[str]:
+    """A bare file path is taken as a SQLite database."""
+    if db and "://" not in db:
+        from pathlib import Path
+
+        return f"sqlite:///{Path(db).expanduser().resolve()}"
+    return db
+
+
+@app.command("run")
+def run_command(
+    suite: str = typer.Option(..., "--suite", help="Built-in suite name or a suite .toml file."),
+    backbones: str = typer.Option(..., "--backbones", help="Comma-separated backbone names or aliases."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default: the recipe's seed)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override recipe.epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override recipe.batch_size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Override recipe.lr."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override recipe.seed (the seed when --seeds is not given)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the datasets live (default $VBENCH_DATA, else ~/.cache/vbench/data)."),
+    download: bool = typer.Option(False, "--download", help="Download a missing dataset (torchvision)."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="key=value for any recipe key (repeatable).", show_default=False),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    amp: bool = typer.Option(False, "--amp/--no-amp", help="bf16 (fp16 where bf16 is missing) autocast; CUDA only."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    pipeline: str = typer.Option("batched", "--pipeline", help="batched (tensor ops on the device) or reference (torchvision + DataLoader)."),
+    db: Optional[str] = DbOption,
+    force: bool = typer.Option(False, "--force", help="Rerun finished runs from scratch."),
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """Train backbones on a suite and record every run in the run store."""
+    from vbench import train
+    from vbench.store import check_url, open_store
+    from vbench.suites import load_suite
+
+    # Everything is validated before the database is touched: bad input leaves it unchanged.
+    load_plugins(plugin)
+    url = check_url(_db_url(db))
+    if pipeline not in train.PIPELINES:
+        raise VbenchError(f"unknown --pipeline {pipeline!r}; choose batched or reference")
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "data_root": data_root}
+    the_suite = load_suite(suite, overrides=overrides, sets=sets or ())
+    specs = train.parse_backbones(backbones)
+    seed_list = train.parse_seeds(seeds, the_suite.recipe.seed)
+    options = train.EngineOptions(device=train.resolve_device(device), amp=amp, compile=compile_model,
+                                  pipeline=pipeline, force=force)
+    if amp and options.device.type != "cuda":
+        err_console.print("note: --amp only applies on CUDA; training in float32", highlight=False)
+    jobs = train.plan_jobs(the_suite, specs, seed_list, console=err_console)
+    with err_console.status(f"loading {the_suite.kind} data..."):
+        data = train.load_data(the_suite, data_root=data_root, download=download)
+    store = open_store(url)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # a log file gets the whole summary table
+    engine = train.Engine(store, the_suite, data, options, console=console)
+    console.print(
+        f"suite {the_suite.name}: {len(data.train_images)} train / {len(data.test_images)} test images, "
+        f"{the_suite.recipe.epochs} epochs of {engine.steps_per_epoch} steps, device {options.device}, "
+        f"store {store.url}", highlight=False,
+    )
+    try:
+        outcomes = engine.run_all(jobs)
+    finally:
+        store.close()
+    console.print(train.summary_table(the_suite.name, outcomes))
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(1)  # the failed runs are in the table and the store; scripts see a non-zero status
+
+
+runs_app = typer.Typer(help="List or delete recorded runs.", no_args_is_help=False)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs_command(
+    ctx: typer.Context,
+    suite: Optional[str] = typer.Option(None, "--suite", help="Only this suite."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Only this backbone."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status (running, done, failed, interrupted)."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """List runs: status, suite, backbone, seed, accuracy and when (`vbench runs rm ID` deletes one)."""
+    from vbench.store import RUN_STATUSES, open_store
+
+    ctx.obj = {"db": db}
+    if ctx.invoked_subcommand:
+        return
+    if status and status not in RUN_STATUSES:
+        raise VbenchError(f"unknown --status {status!r}; choose one of {', '.join(RUN_STATUSES)}")
+    store = open_store(_db_url(db), create=False)
+    runs = store.list_runs(suite=suite, backbone=backbone, status=status)
+    store.close()
+    table = Table(title=f"Runs in {store.url}")
+    for column in ("id", "status", "suite", "backbone", "seed", "top-1", "top-5", "epochs", "started (UTC)", "wall", "error"):
+        table.add_column(column, justify="right" if column in ("id", "seed", "top-1", "top-5", "epochs", "wall") else "left")
+    colours = {"done": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+    for run in runs:
+        table.add_row(
+            str(run.id), f"[{colours.get(run.status, 'white')}]{run.status}[/]", run.suite, run.backbone, str(run.seed),
+            f"{run.top1:.2f}" if run.top1 is not None else "-", f"{run.top5:.2f}" if run.top5 is not None else "-",
+            f"{run.epochs_done}/{run.epochs if run.epochs is not None else '?'}",
+            run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-",
+            f"{run.wall_time_s:.1f} s" if run.wall_time_s is not None else "-", (run.error or "")[:60],
+        )
+    console.print(table)
+
+
+@runs_app.command("rm")
+def runs_rm_command(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Id of the run (see `vbench runs`)."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Delete one run, its epochs and (when no other run shares it) its checkpoint."""
+    from vbench.store import RunKey, open_store
+    from vbench.train import checkpoint_path
+
+    store = open_store(_db_url(db or (ctx.obj or {}).get("db")), create=False)
+    run = store.get_run(run_id)
+    if run is None:
+        raise VbenchError(f"no run with id {run_id} in {store.url}; `vbench runs` lists them")
+    store.delete_run(run_id)
+    key = RunKey(run.suite, run.backbone, run.seed, run.recipe_hash)
+    checkpoint = checkpoint_path(store, key)
+    if not store.find_runs(key) and checkpoint.exists():
+        checkpoint.unlink()
+    store.close()
+    console.print(f"deleted run {run_id} ({run.suite}, {run.backbone}, seed {run.seed}, {run.status})", highlight=False)
+
+
+@app.command("report")
+def report_command(
+    suite: Optional[str] = typer.Option(None, "--suite", help="Only this suite."),
+    backbones: Optional[str] = typer.Option(None, "--backbones", help="Comma-separated backbones to show."),
+    fmt: str = typer.Option("markdown", "--format", help="markdown, latex, csv, html or json."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="`paper`: the published numbers beside the measured ones."),
+    output: Optional[str] = typer.Option(None, "--output", help="Write to this file instead of stdout."),
+    db: Optional[str] = DbOption,
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """Paper-style tables (Tables 1-4 layout) of the finished runs."""
+    from vbench.report import FORMATS, build_report, render
+    from vbench.store import open_store
+
+    if fmt not in FORMATS:
+        raise VbenchError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if compare not in (None, "paper"):
+        raise VbenchError(f"unknown --compare {compare!r}; the only comparison is `--compare paper`")
+    load_plugins(plugin)
+    names = _backbone_filter(backbones)
+    store = open_store(_db_url(db), create=False)
+    try:
+        text = render(build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper"), fmt)
+    finally:
+        store.close()
+    if output:
+        from pathlib import Path
+
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise VbenchError(f"cannot write the report to {output!r}: {exc.strerror}; give a writable --output") from None
+        err_console.print(f"wrote {output}", highlight=False)
+    else:
+        sys.stdout.write(text)
+
+
+def _backbone_filter(backbones: Optional[str]) -> Optional[list[str]]:
+    """Names as stored (canonical); an alias resolves through the registry, an unknown name stays as given."""
+    if not backbones:
+        return None
+    names = []
+    for name in (part.strip() for part in backbones.split(",") if part.strip()):
+        try:
+            names.append(registry.resolve_name(name))
+        except VbenchError:
+            names.append(name)
+    return names
+
+
+@app.command("plot")
+def plot_command(
+    suite: Optional[str] = typer.Option(None, "--suite", help="Only this suite."),
+    output_dir: str = typer.Option("results/plots", "--output-dir", help="Where the PNG and SVG files go."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Accuracy versus params and versus FLOPs per suite (measured filled, the paper's hollow)."""
+    from vbench.plot import plot_all
+    from vbench.store import open_store
+
+    store = open_store(_db_url(db), create=False)
+    try:
+        written = plot_all(store, output_dir, suite=suite)
+    finally:
+        store.close()
+    for path in written:
+        console.print(str(path), highlight=False)
+
+
+# --- end of engine commands -----------------------------------------------------------------------
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

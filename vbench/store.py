@@ -360,12 +360,12 @@ class Store:
 
         self._write(work)
 
-    def replace_epochs(self, run_id: int, epochs: list[dict], **run_fields: Any) -> None:
-        """Make the epoch rows of a run exactly ``epochs`` (used when resuming from a checkpoint)."""
+    def replace_epochs(self, run_id: int, epoch_rows: list[dict], **run_fields: Any) -> None:
+        """Make the epoch rows of a run exactly ``epoch_rows`` (used when resuming from a checkpoint)."""
 
         def work(session: Session) -> None:
             session.execute(delete(Epoch).where(Epoch.run_id == run_id))
-            session.add_all(Epoch(run_id=run_id, **{k: m.get(k) for k in EPOCH_FIELDS}) for m in epochs)
+            session.add_all(Epoch(run_id=run_id, **{k: m.get(k) for k in EPOCH_FIELDS}) for m in epoch_rows)
             run = session.get(Run, run_id)
             for name, value in run_fields.items():
                 setattr(run, name, value)
