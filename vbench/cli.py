@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -168,6 +169,28 @@ def _layer_summary(model) -> list[dict]:
     return rows
 
 
+BENCHMARK_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_command(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Benchmark name, e.g. lkca-op, pipeline, train-step."),
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """Run one of the speed benchmarks in benchmarks/ (extra arguments are passed to it)."""
+    import runpy
+
+    load_plugins(plugin)
+    available = sorted(p.stem.replace("_", "-") for p in BENCHMARK_DIR.glob("*.py") if not p.stem.startswith("_"))
+    script = BENCHMARK_DIR / f"{name.replace('-', '_')}.py"
+    if not script.is_file():
+        raise VbenchError(f"unknown benchmark {name!r}; available: {', '.join(available) or 'none'}")
+    sys.argv = [str(script), *ctx.args]
+    sys.path.insert(0, str(BENCHMARK_DIR.parent))
+    runpy.run_path(str(script), run_name="__main__")
+
+
 # --- run store, training, reports and plots (engine) ----------------------------------------------
 DbOption = typer.Option(None, "--db", help="Run store: a SQLAlchemy URL or a SQLite file path (default $VBENCH_DB, else sqlite:///results/vbench.db).", show_default=False)
 
@@ -175,8 +198,6 @@ DbOption = typer.Option(None, "--db", help="Run store: a SQLAlchemy URL or a SQL
 def _db_url(db: Optional[str]) -> Optional[str]:
     """A bare file path is taken as a SQLite database."""
     if db and "://" not in db:
-        from pathlib import Path
-
         return f"sqlite:///{Path(db).expanduser().resolve()}"
     return db
 
@@ -327,8 +348,6 @@ def report_command(
     finally:
         store.close()
     if output:
-        from pathlib import Path
-
         try:
             Path(output).write_text(text, encoding="utf-8")
         except OSError as exc:
@@ -375,7 +394,7 @@ def plot_command(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except VbenchError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(2)
@@ -391,6 +410,11 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Exit):
             sys.exit(exc.exit_code)
         raise
+    # Without standalone mode, typer turns Ctrl-C into exit code 130 and returns it instead of exiting.
+    if isinstance(code, int) and code != 0:
+        if code == 130:
+            err_console.print("aborted")
+        sys.exit(code)
 
 
 if __name__ == "__main__":
