@@ -392,6 +392,18 @@ def plot_command(
 # --- end of engine commands -----------------------------------------------------------------------
 
 
+def _click_exception_modules() -> list:
+    """click's exceptions, and those of the copy of click that typer >= 0.20 vendors (typer._click)."""
+    import click
+
+    modules = [click.exceptions]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        return modules
+    return modules + [vendored]
+
+
 def main() -> None:
     try:
         code = app(standalone_mode=False)
@@ -402,13 +414,12 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+        for exceptions in _click_exception_modules():
+            if isinstance(exc, exceptions.ClickException):
+                exc.show()
+                sys.exit(exc.exit_code)
+            if isinstance(exc, exceptions.Exit):
+                sys.exit(exc.exit_code)
         raise
     # Without standalone mode, typer turns Ctrl-C into exit code 130 and returns it instead of exiting.
     if isinstance(code, int) and code != 0:

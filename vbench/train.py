@@ -221,11 +221,15 @@ def save_checkpoint(path: Path, state: dict) -> None:
     a reader (or a resumed run) only ever sees a complete checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path, key: RunKey, device: torch.device) -> dict | None:
@@ -329,25 +333,30 @@ class Engine:
                 f"suite {suite.name!r} has {len(data.train_images)} training images, fewer than one batch of "
                 f"{self.recipe.batch_size} x {self.recipe.repeats} repeats; lower batch_size with --batch-size"
             )
-        self.progress: Progress | None = None
+        self._new_progress(total_epochs=0, show=False)
 
     # progress -------------------------------------------------------------------------------------
-    def run_all(self, jobs: list[Job]) -> list[RunOutcome]:
-        outcomes = []
+    def _new_progress(self, total_epochs: int, show: bool) -> Progress:
+        """An overall bar (epochs of every run) and a per-epoch bar (steps, with loss, acc, lr, img/s)."""
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=self.console,
-            disable=not self.console.is_terminal,  # logs get one line per epoch instead of bar redraws
+            disable=not show,
         )
-        with self.progress:
-            self.overall = self.progress.add_task(f"{self.suite.name}", total=len(jobs) * self.recipe.epochs, stats="")
-            self.epoch_bar = self.progress.add_task("epoch", total=self.steps_per_epoch, stats="")
+        self.overall = self.progress.add_task(f"{self.suite.name}", total=total_epochs, stats="")
+        self.epoch_bar = self.progress.add_task("epoch", total=self.steps_per_epoch, stats="")
+        return self.progress
+
+    def run_all(self, jobs: list[Job]) -> list[RunOutcome]:
+        outcomes = []
+        # a log file gets one line per epoch instead of bar redraws
+        with self._new_progress(len(jobs) * self.recipe.epochs, show=self.console.is_terminal):
             for job in jobs:
                 outcomes.append(self.run_job(job))
         return outcomes
 
     def _log(self, message: str) -> None:
-        (self.progress.console if self.progress else self.console).print(message, highlight=False)
+        self.progress.console.print(message, highlight=False)
 
     # one job --------------------------------------------------------------------------------------
     def run_job(self, job: Job) -> RunOutcome:
@@ -415,8 +424,7 @@ class Engine:
             self._log(f"[red]could not record run {outcome.run_id} as {status}: {exc}[/red]")
 
     def _advance_overall(self, epochs: int) -> None:
-        if self.progress:
-            self.progress.advance(self.overall, epochs)
+        self.progress.advance(self.overall, epochs)
 
     def _train(self, job: Job, key: RunKey, run_id: int, checkpoint: dict | None, path: Path,
                outcome: RunOutcome, label: str) -> None:
