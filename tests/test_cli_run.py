@@ -185,6 +185,18 @@ def test_seeds_skip_force_nan_and_crash(plugin, tmp_path, monkeypatch, capsys):
     assert code == 0 and "already done" not in out and len(db_rows(tmp_path / "runs.db")[0]) == 8
 
 
+def test_reference_pipeline_run(plugin, tmp_path, monkeypatch, capsys):
+    fixture = write_fixture("cifar10", tmp_path / "data", per_batch=8, num_test=20)
+    db = tmp_path / "runs.db"
+    code, out, err = vbench(monkeypatch, capsys, "run", "--suite", "cifar10", "--backbones", "tiny-test", "--plugin", plugin,
+                            "--epochs", "1", "--pipeline", "reference", "--data-root", str(fixture.root), "--db", str(db),
+                            "--batch-size", "10", *FAST)
+    assert code == 0, out + err
+    [run] = open_store(f"sqlite:///{db}").list_runs()
+    assert (run.status, run.epochs_done, run.settings["pipeline"]) == ("done", 1, "reference")
+    assert run.top1 is not None and run.train_images_per_s > 0
+
+
 # --- bad input: exit 2, one line, database unchanged -----------------------------------------------
 @pytest.fixture(scope="module")
 def filled_db(tmp_path_factory):

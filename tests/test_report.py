@@ -11,13 +11,13 @@ from vbench.store import open_store
 
 # suite, dataset, backbone, paper names, seed, top-1, recipe hash, status
 ROWS = [
-    ("cifar10", "cifar10", "vit", ["ViT", "ViT-Small"], 0, 93.0, "r1", "done"),
-    ("cifar10", "cifar10", "vit", ["ViT", "ViT-Small"], 1, 93.5, "r1", "done"),
-    ("cifar10", "cifar10", "vit", ["ViT", "ViT-Small"], 2, 92.5, "r1", "done"),
-    ("cifar10", "cifar10", "vit-lkca", ["ViT-LKCA", "LKCA-B"], 0, 94.0, "r1", "done"),
-    ("cifar10", "cifar10", "vit-lkca", ["ViT-LKCA", "LKCA-B"], 1, 94.25, "r1", "done"),
-    ("cifar10", "cifar10", "vit-lkca", ["ViT-LKCA", "LKCA-B"], 2, 94.5, "r1", "done"),
-    ("cifar10", "cifar10", "vit-lkca", ["ViT-LKCA", "LKCA-B"], 3, 10.0, "r1", "failed"),  # not counted
+    ("cifar10", "cifar10", "vit-small", ["ViT", "ViT-Small"], 0, 93.0, "r1", "done"),
+    ("cifar10", "cifar10", "vit-small", ["ViT", "ViT-Small"], 1, 93.5, "r1", "done"),
+    ("cifar10", "cifar10", "vit-small", ["ViT", "ViT-Small"], 2, 92.5, "r1", "done"),
+    ("cifar10", "cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 0, 94.0, "r1", "done"),
+    ("cifar10", "cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 1, 94.25, "r1", "done"),
+    ("cifar10", "cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 2, 94.5, "r1", "done"),
+    ("cifar10", "cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 3, 10.0, "r1", "failed"),  # not counted
     ("cifar10", "cifar10", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 50.0, "r1", "done"),  # rerun below wins
     ("cifar10", "cifar10", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 92.0, "r1", "done"),
     ("cifar10", "cifar10", "vit-lite", ["ViT/1M", "ViT-Lite"], 0, 60.0, "r0", "done"),  # older recipe: not counted
@@ -28,8 +28,8 @@ ROWS = [
     ("cifar100", "cifar100", "vit-lite", ["ViT/1M", "ViT-Lite"], 0, 71.0, "r1", "done"),
     ("svhn", "svhn", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 97.0, "r1", "done"),
 ]
-PARAMS = {"vit": 2_692_426, "vit-lkca": 2_691_520, "lkca-t": 1_030_000, "vit-lite": 1_060_000, "mine": 12_345}
-FLOPS = {"vit": 188_837_000, "vit-lkca": 201_576_000, "lkca-t": 70_000_000, "vit-lite": 75_500_000, "mine": 1_000_000}
+PARAMS = {"vit-small": 2_692_426, "lkca-b": 2_691_520, "lkca-t": 1_030_000, "vit-lite": 1_060_000, "mine": 12_345}
+FLOPS = {"vit-small": 188_837_000, "lkca-b": 201_576_000, "lkca-t": 70_000_000, "vit-lite": 75_500_000, "mine": 1_000_000}
 
 NOTE = (
     "Acc: top-1 (%) on the test split, mean ± std over n seeds; (+x.xx): gain of an LKCA model over its ViT "
@@ -109,8 +109,8 @@ mine & 42.00 & 1 & - & - & 0.01 & - & 1.00 & - \\\\
 
 CSV_CIFAR10_PAPER = """\
 suite,dataset,model,backbone,n,seeds,acc_mean,acc_std,gain,partner,top5_mean,params_m,flops_m,paper_acc,acc_diff,paper_params_m,paper_flops_m
-cifar10,cifar10,ViT,vit,3,0 1 2,93.0000,0.5000,,,99.0000,2.6924,188.8370,93.3600,-0.3600,2.6900,174.2500
-cifar10,cifar10,ViT-LKCA,vit-lkca,3,0 1 2,94.2500,0.2500,1.2500,vit,99.0000,2.6915,201.5760,94.1100,0.1400,2.6900,170.8100
+cifar10,cifar10,ViT,vit-small,3,0 1 2,93.0000,0.5000,,,99.0000,2.6924,188.8370,93.3600,-0.3600,2.6900,174.2500
+cifar10,cifar10,ViT-LKCA,lkca-b,3,0 1 2,94.2500,0.2500,1.2500,vit-small,99.0000,2.6915,201.5760,94.1100,0.1400,2.6900,170.8100
 cifar10,cifar10,ViT/1M,vit-lite,2,0 1,90.5000,0.7071,,,99.0000,1.0600,75.5000,91.1600,-0.6600,1.0600,68.3600
 cifar10,cifar10,ViT/1M-LKCA,lkca-t,1,0,92.0000,,1.5000,vit-lite,99.0000,1.0300,70.0000,92.4900,-0.4900,1.0300,64.8200
 cifar10,cifar10,mine,mine,1,0,42.0000,,,,99.0000,0.0123,1.0000,,,,
@@ -164,6 +164,7 @@ def test_markdown_latex_csv_beside_the_paper(db, monkeypatch, capsys, tmp_path):
 def test_backbone_filter_json_and_html(db, monkeypatch, capsys):
     import json
 
+    # aliases resolve through the registry: vit -> vit-small, vit-lkca -> lkca-b
     code, out, _ = vbench(monkeypatch, capsys, "report", "--db", db, "--backbones", "vit,vit-lkca", "--format", "json")
     assert code == 0
     payload = json.loads(out)
@@ -207,7 +208,7 @@ def test_plot_writes_png_and_svg_per_suite(db, monkeypatch, capsys, tmp_path):
 
 def test_runs_lists_filters_and_deletes(db, monkeypatch, capsys, tmp_path):
     code, out, _ = vbench(monkeypatch, capsys, "runs", "--db", db, "--status", "failed")
-    assert code == 0 and "vit-lkca" in out and "10.00" in out and "93.00" not in out
+    assert code == 0 and "lkca-b" in out and "10.00" in out and "93.00" not in out
     code, out, _ = vbench(monkeypatch, capsys, "runs", "--db", db, "--suite", "svhn")
     assert code == 0 and "97.00" in out and "lkca-t" in out and "vit-lite" not in out
     code, out, err = vbench(monkeypatch, capsys, "runs", "rm", "1", "--db", db)

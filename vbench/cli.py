@@ -389,10 +389,11 @@ def _backbone_filter(backbones: Optional[str]) -> Optional[list[str]]:
         return None
     names = []
     for name in (part.strip() for part in backbones.split(",") if part.strip()):
+        names.append(name)
         try:
             names.append(registry.resolve_name(name))
         except VbenchError:
-            names.append(name)
+            pass
     return names
 
 
