@@ -32,16 +32,6 @@ ONLY_64 = {"twins-svt-s", "twins-svt-b"}
 SOURCE_NAMES = {source for _, source in PAPER_BASELINES.values()}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """Batch-2 passes through small models gain nothing from intra-op threads, and on a busy 2-core machine
-    their spin-waiting made this file several times slower; the previous setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference_rows() -> list[dict]:
     table = reference_models()
     return table[table["source_name"].isin(SOURCE_NAMES)].to_dict("records")
