@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -197,6 +195,12 @@ def test_class_count_must_match_the_suite(tmp_path):
     suite = load_suite(str(write_image_folder_suite(tmp_path / "s.toml", tmp_path, num_classes=3)))
     with pytest.raises(VbenchError, match="has 4 classes, the suite says num_classes = 3"):
         load_split(suite, "train")
+
+
+def test_torchvision_sets_are_32_pixels(tmp_path):
+    suite = dataclasses.replace(load_suite("svhn"), img_size=64)
+    with pytest.raises(VbenchError, match="svhn images are 32x32, the suite says img_size = 64"):
+        load_split(suite, "train", data_root=tmp_path)
 
 
 def test_unknown_split():

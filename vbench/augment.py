@@ -10,6 +10,9 @@ they would give every image the same crop, flip and sub-policy; timm's Mixup pai
 reversed batch instead of a random permutation. The AutoAugment policy tables, magnitude bins and the
 ops themselves are torchvision's (``transforms.v2.AutoAugment``): the images of a chunk are grouped by
 the (op, magnitude) they drew and each group goes through torchvision's op as one batched call.
+(That reuses three private members of torchvision's v2 AutoAugment: ``_policies``,
+``_AUGMENTATION_SPACE`` and ``_apply_image_or_video_transform``; tests/test_augment.py checks every
+op against the per-image result of torchvision's v1 ``_apply_op``, so an upstream change shows up there.)
 
 Randomness: every random number of an epoch is drawn up front from a NumPy generator seeded from
 (seed, epoch), in a fixed order that does not depend on the device or the chunk size, so a resumed
@@ -19,6 +22,7 @@ run sees exactly the batches an uninterrupted one would, on CPU and GPU alike.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -248,7 +252,7 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, params: MixParams, step: int) ->
         img_h, img_w = x.shape[-2:]
         y1, y2, x1, x2 = cutmix_box(lam, int(params.centre_y[step]), int(params.centre_x[step]), img_h, img_w)
         x = x.clone()
-        x[:, :, y1:y2, x1:x2] = x[partner][:, :, y1:y2, x1:x2]
+        x[:, :, y1:y2, x1:x2] = x[partner, :, y1:y2, x1:x2]
         lam = 1.0 - (y2 - y1) * (x2 - x1) / (img_h * img_w)
     return TrainBatch(x=x, y_a=y, y_b=y[partner], lam=lam, mode=mode)
 
@@ -281,10 +285,24 @@ class EpochPlan:
         return cls(order, crop_flip, op_ids, sub_policy, erasing, mixing)
 
 
+@contextmanager
+def _intra_op_threads(threads: int | None):
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class BatchedRecipe:
     """The recipe of a suite as batched tensor ops on ``device``; see the module docstring."""
 
-    def __init__(self, suite: Suite, device: torch.device | str = "cpu", chunk_images: int | None = None):
+    def __init__(self, suite: Suite, device: torch.device | str = "cpu", chunk_images: int | None = None,
+                 cpu_threads: int | None = 1):
         self.suite = suite
         self.recipe = suite.recipe
         self.device = torch.device(device)
@@ -298,6 +316,10 @@ class BatchedRecipe:
         pixels = suite.img_size * suite.img_size
         budget = (16384 if self.device.type == "cuda" else 2048) * 1024 // pixels
         self.chunk_batches = max(1, (chunk_images or budget) // self.recipe.batch_size)
+        # On CPU the augmentation is many small ops (one per group of images); OpenMP's fork/join per op
+        # costs more than a second thread gains, badly so on a busy machine (measured 6x slower with 2
+        # threads than with 1 on a loaded 2-core box). The setting is restored before each batch is yielded.
+        self.cpu_threads = cpu_threads if self.device.type == "cpu" else None
 
     def steps_per_epoch(self, num_train: int) -> int:
         return self.recipe.repeats * num_train // self.recipe.batch_size
@@ -311,14 +333,14 @@ class BatchedRecipe:
     def augment(self, x_u8: torch.Tensor, plan: EpochPlan, positions: slice) -> torch.Tensor:
         """Per-image recipe for plan positions ``positions`` of images ``x_u8`` (already on the device):
         crop, flip, AutoAugment on uint8, then normalise and erase. Returns normalised floats."""
-        as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array[positions])).to(x_u8.device)
+        as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array[positions])).to(self.device)
         cf = plan.crop_flip
         x = crop_and_flip(x_u8, as_tensor(cf.dy), as_tensor(cf.dx), as_tensor(cf.flip), self.recipe.crop_padding)
         if self.autoaugment is not None:
             x = self.autoaugment(x, plan.op_ids[positions])
         x = self.normalize(x)
         er = plan.erasing
-        return erase(x, *(as_tensor(a).to(self.device) for a in (er.top, er.left, er.height, er.width)))
+        return erase(x, *(as_tensor(a) for a in (er.top, er.left, er.height, er.width)))
 
     def train_batches(self, images_u8: torch.Tensor, labels: torch.Tensor, seed: int, epoch: int) -> Iterator[TrainBatch]:
         """Deterministic given (seed, epoch); ``images_u8`` [N,3,H,W] may live on any device."""
@@ -327,13 +349,17 @@ class BatchedRecipe:
         chunk = self.chunk_batches * batch_size
         for start in range(0, plan.order.size, chunk):
             positions = slice(start, min(start + chunk, plan.order.size))
-            index = torch.from_numpy(plan.order[positions])
-            x_u8 = images_u8[index.to(images_u8.device)].to(self.device, non_blocking=True)
-            y = labels[index.to(labels.device)].to(self.device, non_blocking=True)
-            x = self.augment(x_u8, plan, positions)
-            for offset in range(0, len(x), batch_size):
-                step = (start + offset) // batch_size
-                yield mix_batch(x[offset : offset + batch_size], y[offset : offset + batch_size], plan.mixing, step)
+            with _intra_op_threads(self.cpu_threads):
+                index = torch.from_numpy(plan.order[positions])
+                x_u8 = images_u8[index.to(images_u8.device)].to(self.device, non_blocking=True)
+                y = labels[index.to(labels.device)].to(self.device, non_blocking=True)
+                x = self.augment(x_u8, plan, positions)
+                first_step = start // batch_size
+                batches = [
+                    mix_batch(x[offset : offset + batch_size], y[offset : offset + batch_size], plan.mixing, first_step + k)
+                    for k, offset in enumerate(range(0, len(x), batch_size))
+                ]
+            yield from batches
 
     def eval_batches(self, images_u8: torch.Tensor, labels: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Centre images, no augmentation, in order, ``eval_batch_size`` at a time."""

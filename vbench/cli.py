@@ -66,11 +66,14 @@ def list_backbones_command(
             _flops_text(row),
         )
     console.print(table)
+    for row in rows:
+        if row.get("error"):
+            console.print(f"[dim]n/a: {row['error']}[/dim]")
 
 
 def _flops_text(row: dict) -> str:
     if row.get("error"):
-        return f"[red]{row['error']}[/red]"
+        return "n/a"
     text = _millions(row["flops"])
     return text if row["flops_complete"] else f"{text} (incomplete)"
 

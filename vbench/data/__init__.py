@@ -50,6 +50,8 @@ def load_split(
         return generate_smoke(split, img_size=suite.img_size)
     if suite.kind not in _TORCHVISION_KINDS + _FILE_KINDS:
         raise VbenchError(f"suite {suite.name!r}: no loader for dataset kind {suite.kind!r}")
+    if suite.kind in _TORCHVISION_KINDS and suite.img_size != 32:
+        raise VbenchError(f"suite {suite.name!r}: {suite.kind} images are 32x32, the suite says img_size = {suite.img_size}")
     root = Path(data_root or suite.root or default_data_root()).expanduser()
 
     if download:
