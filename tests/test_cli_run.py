@@ -110,8 +110,11 @@ def vbench(monkeypatch, capsys, *args):
 
 
 def vbench_process(*args, env=None) -> subprocess.Popen:
+    # as many intra-op threads as this process (conftest sets one): results of the two are compared bit for bit
+    threads = str(torch.get_num_threads())
     return subprocess.Popen([sys.executable, "-m", "vbench", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})})
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": threads, **(env or {})})
 
 
 def db_rows(db: Path) -> tuple[list[tuple], list[tuple]]:

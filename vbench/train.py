@@ -254,8 +254,12 @@ def make_optimizer(model: nn.Module, recipe) -> torch.optim.Optimizer:
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe, steps_per_epoch: int):
     """timm's cosine schedule, stepped per iteration: a linear warm-up from min_lr to lr over
     ``warmup_epochs``, then cosine decay to min_lr over the remaining epochs."""
+    import logging
+
     from timm.scheduler import CosineLRScheduler
 
+    # timm warns when the cosine part is a single step (a run that is all warm-up); that is intended here
+    logging.getLogger("timm.scheduler.cosine_lr").setLevel(logging.ERROR)
     total = recipe.epochs * steps_per_epoch
     warmup = min(recipe.warmup_epochs * steps_per_epoch, max(total - 1, 0))
     return CosineLRScheduler(
