@@ -284,7 +284,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(plugin, tmp_path, monke
     fixture = write_fixture("cifar10", tmp_path / "data", per_batch=60, num_test=40)
 
     def command(db: Path) -> list[str]:
-        return ["run", "--suite", "cifar10", "--backbones", "tiny-test", "--plugin", plugin, "--epochs", "4",
+        return ["run", "--suite", "cifar10", "--backbones", "tiny-test", "--plugin", plugin, "--epochs", "6",
                 "--data-root", str(fixture.root), "--db", str(db), "--batch-size", "20", "--seed", "7", *FAST]
 
     whole_db, broken_db = tmp_path / "whole" / "runs.db", tmp_path / "broken" / "runs.db"
@@ -292,9 +292,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(plugin, tmp_path, monke
     [checkpoint] = _wait_glob(broken_db.parent / "checkpoints", killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert torch.load(checkpoint, weights_only=False)["epoch"] < 4
+    assert torch.load(checkpoint, weights_only=False)["epoch"] < 6
     [(status, epochs_done)] = [(r[4], r[5]) for r in db_rows(broken_db)[0]]
-    assert status == "running" and epochs_done < 4  # killed mid-run, before it was recorded as done
+    assert status == "running" and epochs_done < 6  # killed mid-run, before it was recorded as done
 
     # The same command again (in this process, which saves a second start-up of torch) resumes it.
     code, out, err = vbench(monkeypatch, capsys, *command(broken_db))
@@ -307,7 +307,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(plugin, tmp_path, monke
     broken_state, broken_epochs, broken_run = final_state(broken_db)
     assert len(db_rows(broken_db)[0]) == 1  # the resumed run kept its row
     assert whole_run == broken_run and whole_run[0][0] == "done"
-    assert whole_epochs == broken_epochs and [e[0] for e in whole_epochs] == [1, 2, 3, 4]
+    assert whole_epochs == broken_epochs and [e[0] for e in whole_epochs] == [1, 2, 3, 4, 5, 6]
     assert whole_state["model"].keys() == broken_state["model"].keys()
     for name, tensor in whole_state["model"].items():
         assert torch.equal(tensor, broken_state["model"][name]), name

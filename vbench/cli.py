@@ -313,6 +313,8 @@ def runs_command(
     store = open_store(_db_url(db), create=False)
     runs = store.list_runs(suite=suite, backbone=backbone, status=status)
     store.close()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
     table = Table(title=f"Runs in {store.url}")
     for column in ("id", "status", "suite", "backbone", "seed", "top-1", "top-5", "epochs", "started (UTC)", "wall", "error"):
         table.add_column(column, justify="right" if column in ("id", "seed", "top-1", "top-5", "epochs", "wall") else "left")

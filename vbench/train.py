@@ -233,6 +233,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, key: RunKey, device: torch.device) -> dict | None:
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     if not path.exists():
         return None
     state = torch.load(path, map_location=device, weights_only=False)
@@ -383,6 +385,10 @@ class Engine:
                              resumed_from=checkpoint["epoch"] if checkpoint else 0)
         if checkpoint:
             self._log(f"{label}: resuming run {run_id} from its checkpoint after epoch {checkpoint['epoch']}")
+            threads = checkpoint.get("threads")
+            if threads not in (None, torch.get_num_threads()) and self.options.device.type == "cpu":
+                self._log(f"note: the checkpoint was written with {threads} CPU threads, this process has "
+                          f"{torch.get_num_threads()}: the resumed epochs may differ in the last bits")
         try:
             self._train(job, key, run_id, checkpoint, path, outcome, label)
         except KeyboardInterrupt:
@@ -473,7 +479,7 @@ class Engine:
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None, "history": history,
                 "train_images": train_images, "train_time_s": train_time, "wall_time_s": wall,
-                "peak_memory_bytes": memory, "recipe": recipe.to_dict(),
+                "peak_memory_bytes": memory, "recipe": recipe.to_dict(), "threads": torch.get_num_threads(),
             })
             images_per_s = train_images / train_time if train_time > 0 else None
             self.store.add_epoch(run_id, metrics, epochs_done=epoch, top1=top1, top5=top5,
