@@ -45,7 +45,12 @@ class BackboneSpec:
         return doc.splitlines()[0] if doc else ""
 
     def build(self, img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
-        return self.builder(img_size=img_size, num_classes=num_classes, **{**self.defaults, **overrides})
+        try:
+            return self.builder(img_size=img_size, num_classes=num_classes, **{**self.defaults, **overrides})
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise VbenchError(f"backbone {self.name!r} does not take that override ({exc})") from None
 
 
 class DuplicateBackboneError(VbenchError):
@@ -171,16 +176,20 @@ def load_all(plugins: Iterable[str] = ()) -> None:
 
 
 def close_names(name: str, n: int = 5) -> list[str]:
+    """The ``n`` registered backbones whose name or alias is most like ``name`` (never empty)."""
     load_all()
     key = name.lower()
-    matches = difflib.get_close_matches(key, list(_LOOKUP), n=n * 2, cutoff=0.4)
-    matches += [k for k in _LOOKUP if key and (key in k or k in key) and k not in matches]
-    seen: list[str] = []
-    for match in matches:
-        canonical = _LOOKUP[match]
-        if canonical not in seen:
-            seen.append(canonical)
-    return seen[:n]
+
+    def likeness(candidate: str) -> float:
+        contains = 1.0 if key and (key in candidate or candidate in key) else 0.0
+        return contains + difflib.SequenceMatcher(None, key, candidate).ratio()
+
+    ranked: list[str] = []
+    for candidate in sorted(_LOOKUP, key=likeness, reverse=True):
+        canonical = _LOOKUP[candidate]
+        if canonical not in ranked:
+            ranked.append(canonical)
+    return ranked[:n]
 
 
 def resolve_name(name: str) -> str:
@@ -188,8 +197,9 @@ def resolve_name(name: str) -> str:
     canonical = _LOOKUP.get(name.lower())
     if canonical is None:
         close = close_names(name)
-        hint = f"closest: {', '.join(close)}" if close else "run `vbench list backbones` to see them all"
-        raise UnknownNameError(f"unknown backbone {name!r}; {hint}")
+        raise UnknownNameError(
+            f"unknown backbone {name!r}; closest: {', '.join(close)} (`vbench list backbones` lists all)"
+        )
     return canonical
 
 
