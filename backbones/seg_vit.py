@@ -12,6 +12,10 @@ paper's classification models: no class token, position embedding over the patch
 LKCA operator of ``backbones.lkca`` (one shared learnable (2s-1)x(2s-1) kernel, s = the training
 grid = crop / 16, i.e. 63x63 at 512x512 crops), which runs at any token grid.
 
+Registered as ``vit-s-seg``, ``vit-b-seg``, ``lkca-s-seg``, ``lkca-b-seg`` (``lkca-b`` is the
+classification LKCA-B); in segmentation suites the paper names (``vit-s``, ``LKCA-B``, ...) find
+them, see ``vbench.segmentation.build.resolve_segmentation_backbone``.
+
 Blocks use timm's ``Attention``/``Mlp``/``DropPath``/``PatchEmbed`` and
 ``resample_abs_pos_embed``; the encoder loop is written here because LKCA needs the token grid
 (h, w) of each input, which timm's ViT blocks do not pass to their attention layer.
@@ -65,7 +69,7 @@ class PlainPyramidEncoder(nn.Module):
         self.num_prefix_tokens = 1 if mixer == "msa" else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if mixer == "msa" else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + grid * grid, dim))
-        rates = torch.linspace(0, drop_path, depth).tolist()   # mmseg's linearly growing rule
+        rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]   # mmseg's linearly growing rule
         self.blocks = nn.ModuleList(
             EncoderBlock(dim, self._make_mixer(mixer, dim, heads, grid, lkca_view), mlp_ratio, rate,
                          grid_aware=mixer == "lkca")
@@ -127,25 +131,25 @@ SEG_TASKS = ("segmentation",)
 SIZES = {"s": dict(dim=384, depth=12, heads=6), "b": dict(dim=768, depth=12, heads=12)}
 
 
-@register_backbone("vit-s", family="seg-vit", paper_names=["ViT-S", "Vit-S"], tasks=SEG_TASKS)
+@register_backbone("vit-s-seg", family="seg-vit", paper_names=["ViT-S", "Vit-S"], tasks=SEG_TASKS)
 def vit_s(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """ViT-S/16 (384 dim, 12 layers, 6 heads) + MultiLevelNeck, for Table 7's segmentors."""
     return PlainPyramidEncoder(img_size, **{**SIZES["s"], "mixer": "msa", **overrides})
 
 
-@register_backbone("vit-b", family="seg-vit", paper_names=["ViT-B"], tasks=SEG_TASKS)
+@register_backbone("vit-b-seg", family="seg-vit", paper_names=["ViT-B"], tasks=SEG_TASKS)
 def vit_b(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """ViT-B/16 (768 dim, 12 layers, 12 heads) + MultiLevelNeck, for Table 6's segmentors."""
     return PlainPyramidEncoder(img_size, **{**SIZES["b"], "mixer": "msa", **overrides})
 
 
-@register_backbone("lkca-s", family="seg-lkca", paper_names=["LKCA-S"], tasks=SEG_TASKS)
+@register_backbone("lkca-s-seg", family="seg-lkca", paper_names=["LKCA-S"], tasks=SEG_TASKS)
 def lkca_s(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """LKCA-S/16: ViT-S widths with LKCA replacing MSA (kernel 2s-1, s = img/16) + MultiLevelNeck (Table 7)."""
     return PlainPyramidEncoder(img_size, **{**SIZES["s"], "mixer": "lkca", **overrides})
 
 
-@register_backbone("lkca-b", family="seg-lkca", paper_names=["LKCA-B"], tasks=SEG_TASKS)
+@register_backbone("lkca-b-seg", family="seg-lkca", paper_names=["LKCA-B"], tasks=SEG_TASKS)
 def lkca_b(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """LKCA-B/16: ViT-B widths with LKCA replacing MSA (kernel 2s-1, s = img/16) + MultiLevelNeck (Table 6)."""
     return PlainPyramidEncoder(img_size, **{**SIZES["b"], "mixer": "lkca", **overrides})

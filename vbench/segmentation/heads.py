@@ -205,10 +205,11 @@ class Segmentor(nn.Module):
         super().__init__()
         if head not in HEADS:
             raise VbenchError(f"unknown segmentation head {head!r}; use one of {', '.join(HEADS)}")
-        channels = list(getattr(backbone, "out_channels", ()))
-        if len(channels) != 4:
+        channels = getattr(backbone, "out_channels", ())
+        if not isinstance(channels, (tuple, list)) or len(channels) != 4:
             raise VbenchError(f"backbone {type(backbone).__name__} gives no four-level feature pyramid "
                               "(out_channels); it cannot be used for segmentation")
+        channels = list(channels)
         self.head_name = head
         self.num_classes = num_classes
         self.size_divisor = size_divisor
