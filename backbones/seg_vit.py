@@ -56,6 +56,7 @@ class PlainPyramidEncoder(nn.Module):
     """Patch-16 encoder returning four maps at strides 4, 8, 16, 32 (``out_channels`` = (dim,) * 4)."""
 
     recipe_kind = "transformer"
+    size_divisor = PATCH_SIZE   # inputs are padded to whole patches (mmseg's PatchEmbed pads the same way)
 
     def __init__(self, img_size: int = 512, dim: int = 384, depth: int = 12, heads: int = 6,
                  mlp_ratio: float = 4.0, mixer: str = "msa", drop_path: float = 0.1,

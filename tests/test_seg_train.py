@@ -7,8 +7,8 @@ import torch
 from vbench.errors import VbenchError
 from vbench.segmentation.ade20k import IGNORE_INDEX, load_label, write_ade20k_fixture
 from vbench.segmentation.recipe import OptimizerConfig, load_segmentation_suite
-from vbench.segmentation.run import run_segmentation, suite_segmentor
-from vbench.segmentation.train import build_optimizer, learning_rate
+from vbench.segmentation.run import run_segmentation, segmentation_datasets, suite_segmentor
+from vbench.segmentation.train import build_optimizer, learning_rate, train_segmentor
 
 TINY_SETS = ["img_size=32", "scale=[64, 32]", "batch_size=2", "num_workers=0", "warmup_iters=1"]
 
@@ -92,3 +92,33 @@ def test_tiny_cnn_run_uses_sgd_and_the_fpn_head(data_root):
     assert evaluations[0].scores.label.sum() == int(np.sum(first != IGNORE_INDEX))
     # SGD, no warm-up, poly 0.9 down to 1e-4 over 2 iterations: the second step runs at lr(1)
     assert evaluations[0].lr == pytest.approx((0.01 - 1e-4) * 0.5 ** 0.9 + 1e-4)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(data_root, tmp_path):
+    suite = load_segmentation_suite("ade20k", overrides={"data_root": str(data_root)},
+                                    sets=TINY_SETS + ["iterations=3", "eval_at=[1, 3]", "head=fpn", "eval_limit=1"])
+
+    def segmentor():
+        torch.manual_seed(0)
+        return suite_segmentor(suite, "resnet50")
+
+    train_ds, val_ds = segmentation_datasets(suite)
+    straight = segmentor()
+    straight_evaluations = train_segmentor(straight, train_ds, val_ds, suite.recipe, "cpu")
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt(evaluation):
+        raise Interrupt
+
+    checkpoint = tmp_path / "run.ckpt"
+    with pytest.raises(Interrupt):
+        train_segmentor(segmentor(), train_ds, val_ds, suite.recipe, "cpu", on_eval=interrupt, checkpoint=checkpoint)
+    resumed, seen = segmentor(), []
+    evaluations = train_segmentor(resumed, train_ds, val_ds, suite.recipe, "cpu", on_eval=seen.append,
+                                  checkpoint=checkpoint)
+    assert [e.iteration for e in evaluations] == [1, 3] and [e.iteration for e in seen] == [3]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert evaluations[-1].scores.mIoU == straight_evaluations[-1].scores.mIoU

@@ -195,13 +195,13 @@ class Segmentor(nn.Module):
     (256 channels, one conv) on the third level with loss weight 0.4. ``head="fpn"``: FPN neck (256
     channels) + FPNHead (128 channels), no auxiliary head.
 
-    ``forward(x)`` pads ``x`` on the right/bottom to a multiple of ``size_divisor`` and returns
-    logits at the input resolution; in training mode with an auxiliary head it returns
-    ``(logits, aux_logits)``.
+    ``forward(x)`` pads ``x`` on the right/bottom to a multiple of ``size_divisor`` (default: the
+    backbone's ``size_divisor``, else 32) and returns logits at the input resolution; in training
+    mode with an auxiliary head it returns ``(logits, aux_logits)``.
     """
 
     def __init__(self, backbone: nn.Module, head: str = "upernet", num_classes: int = 150,
-                 aux_weight: float = 0.4, size_divisor: int = 32):
+                 aux_weight: float = 0.4, size_divisor: int | None = None):
         super().__init__()
         if head not in HEADS:
             raise VbenchError(f"unknown segmentation head {head!r}; use one of {', '.join(HEADS)}")
@@ -212,7 +212,7 @@ class Segmentor(nn.Module):
         channels = list(channels)
         self.head_name = head
         self.num_classes = num_classes
-        self.size_divisor = size_divisor
+        self.size_divisor = size_divisor or getattr(backbone, "size_divisor", 32)
         self.aux_weight = aux_weight
         self.backbone = backbone
         if head == "upernet":

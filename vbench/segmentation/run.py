@@ -46,10 +46,11 @@ def segmentor_size(segmentor: Segmentor, img_size: int) -> dict:
 
 def run_segmentation(suite: SegmentationSuite, backbone: str, device: torch.device | str = "cpu",
                      on_eval: Callable[[Evaluation], None] | None = None, data_root: str | Path | None = None,
-                     **backbone_overrides) -> list[Evaluation]:
-    """Train one backbone under the suite's head and schedule; ``on_eval`` sees each evaluation."""
+                     checkpoint: str | Path | None = None, **backbone_overrides) -> list[Evaluation]:
+    """Train one backbone under the suite's head and schedule; ``on_eval`` sees each evaluation;
+    ``checkpoint`` makes the run resumable (see ``train_segmentor``)."""
     train_ds, val_ds = segmentation_datasets(suite, data_root)
     torch.manual_seed(suite.recipe.seed)
     segmentor = suite_segmentor(suite, backbone, **backbone_overrides)
     return train_segmentor(segmentor, train_ds, val_ds, suite.recipe, device, on_eval=on_eval,
-                           description=f"{backbone} {suite.recipe.head}")
+                           description=f"{backbone} {suite.recipe.head}", checkpoint=checkpoint)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -81,15 +82,40 @@ def _progress() -> Progress:
                     TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), transient=True)
 
 
+def _save_checkpoint(path: Path, segmentor: nn.Module, optimizer: torch.optim.Optimizer, done: int,
+                     evaluations: list[Evaluation], train_seconds: float) -> None:
+    state = {"iteration": done, "model": segmentor.state_dict(), "optimizer": optimizer.state_dict(),
+             "evaluations": evaluations, "train_seconds": train_seconds, "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    partial = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, partial)
+    partial.replace(path)   # a crash while saving leaves the previous checkpoint intact
+
+
+def _load_checkpoint(path: Path, segmentor: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    segmentor.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state
+
+
 def train_segmentor(segmentor: nn.Module, train_ds, val_ds, recipe: SegRecipe, device: torch.device | str,
                     eval_at: Sequence[int] | None = None,
                     on_eval: Callable[[Evaluation], None] | None = None,
-                    num_classes: int | None = None, description: str = "train") -> list[Evaluation]:
+                    num_classes: int | None = None, description: str = "train",
+                    checkpoint: str | Path | None = None) -> list[Evaluation]:
     """Train ``segmentor`` for ``recipe.iterations`` iterations; evaluate at ``eval_at`` (default
     ``recipe.eval_at``), calling ``on_eval(evaluation)`` after each. Returns every evaluation.
 
     The optimiser is ``recipe.optimizer_for(segmentor.backbone.recipe_kind)``; the batch stream is
     seeded by ``recipe.seed`` (see :class:`InfiniteSampler`), as are dropout and drop-path.
+    With ``checkpoint`` (a file path), the state is saved after every evaluation and a run that
+    finds the file resumes from it: it sees the batches and random draws an uninterrupted run
+    would, and returns the restored evaluations too (``on_eval`` is called only for new ones).
     """
     device = torch.device(device)
     num_classes = num_classes or segmentor.num_classes
@@ -98,19 +124,26 @@ def train_segmentor(segmentor: nn.Module, train_ds, val_ds, recipe: SegRecipe, d
     torch.manual_seed(recipe.seed)
     segmentor.to(device)
     optimizer = build_optimizer(segmentor, config)
+    evaluations: list[Evaluation] = []
+    first, train_seconds = 0, 0.0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint is not None and checkpoint.is_file():
+        state = _load_checkpoint(checkpoint, segmentor, optimizer)
+        first, evaluations, train_seconds = state["iteration"], list(state["evaluations"]), state["train_seconds"]
     loader = torch.utils.data.DataLoader(
-        train_ds, batch_size=recipe.batch_size, sampler=InfiniteSampler(len(train_ds), recipe.seed),
+        train_ds, batch_size=recipe.batch_size,
+        sampler=InfiniteSampler(len(train_ds), recipe.seed, start=first * recipe.batch_size),
         num_workers=recipe.num_workers, drop_last=True, pin_memory=device.type == "cuda",
         persistent_workers=recipe.num_workers > 0,
+        generator=torch.Generator().manual_seed(recipe.seed),   # keeps the global RNG for dropout alone
     )
     batches = iter(loader)
-    evaluations: list[Evaluation] = []
-    loss_sum, loss_count, train_seconds = 0.0, 0, 0.0
+    loss_sum, loss_count = 0.0, 0
     with _progress() as progress:
-        task = progress.add_task(description, total=recipe.iterations, loss=float("nan"))
+        task = progress.add_task(description, total=recipe.iterations, completed=first, loss=float("nan"))
         segmentor.train()
         started = time.perf_counter()
-        for iteration in range(recipe.iterations):
+        for iteration in range(first, recipe.iterations):
             lr = learning_rate(config, iteration, recipe.iterations)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -133,6 +166,8 @@ def train_segmentor(segmentor: nn.Module, train_ds, val_ds, recipe: SegRecipe, d
                 evaluation = Evaluation(done, scores, loss_sum / loss_count, lr, train_seconds,
                                         time.perf_counter() - eval_started)
                 evaluations.append(evaluation)
+                if checkpoint is not None:
+                    _save_checkpoint(checkpoint, segmentor, optimizer, done, evaluations, train_seconds)
                 if on_eval is not None:
                     on_eval(evaluation)
                 loss_sum, loss_count = 0.0, 0
