@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -166,6 +167,28 @@ def _layer_summary(model) -> list[dict]:
     if own:
         rows.insert(0, {"module": "(own parameters)", "type": "Parameter", "params": own})
     return rows
+
+
+BENCHMARK_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_command(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Benchmark name, e.g. lkca-op, pipeline, train-step."),
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """Run one of the speed benchmarks in benchmarks/ (extra arguments are passed to it)."""
+    import runpy
+
+    load_plugins(plugin)
+    available = sorted(p.stem.replace("_", "-") for p in BENCHMARK_DIR.glob("*.py") if not p.stem.startswith("_"))
+    script = BENCHMARK_DIR / f"{name.replace('-', '_')}.py"
+    if not script.is_file():
+        raise VbenchError(f"unknown benchmark {name!r}; available: {', '.join(available) or 'none'}")
+    sys.argv = [str(script), *ctx.args]
+    sys.path.insert(0, str(BENCHMARK_DIR.parent))
+    runpy.run_path(str(script), run_name="__main__")
 
 
 def main() -> None:
