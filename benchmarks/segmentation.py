@@ -71,13 +71,8 @@ def train_speed(backbone: str, view: str, crop: int, batch: int, device: torch.d
         _sync(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    result = {"backbone": backbone, "view": view if overrides else "-", "crop": crop, "batch": batch,
-              "iter_per_s": 1 / seconds, "img_per_s": batch / seconds, "peak_mib": _peak_mib(device)}
-    del segmentor, optimizer, images, labels
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return result
+    return {"backbone": backbone, "view": view if overrides else "-", "crop": crop, "batch": batch,
+            "iter_per_s": 1 / seconds, "img_per_s": batch / seconds, "peak_mib": _peak_mib(device)}
 
 
 def operator_speed(grid: int, dim: int, batch: int, device: torch.device, repeats: int) -> dict:
@@ -119,6 +114,8 @@ def main(argv=None) -> list[dict]:
         case = (backbone, view, crop, batch, device, args.warmup, iterations)
         if gpu:
             row = train_speed(*case)
+            gc.collect()
+            torch.cuda.empty_cache()
         else:   # a fresh process per case, so that ru_maxrss is this case's peak
             with spawn.Pool(1) as pool:
                 row = pool.apply(train_speed, case)
