@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from timm.models.vision_transformer import Attention
 
-from backbones.vit import default_patch_size, small_vit
+from backbones._sizes import token_patch_size
+from backbones.vit import CHASSIS_NAME, small_vit
 from vbench.errors import VbenchError
 from vbench.registry import register_backbone
 
@@ -80,7 +81,7 @@ class LKCA(nn.Module):
 
 
 def _grid(img_size: int, patch_size: int | None) -> int:
-    return img_size // (patch_size or default_patch_size(img_size))
+    return img_size // token_patch_size(CHASSIS_NAME, img_size, patch_size)
 
 
 def lkca_vit(

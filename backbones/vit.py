@@ -11,24 +11,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 import torch.nn as nn
 from timm.layers import DropPath
 from timm.models.vision_transformer import VisionTransformer
 
-from vbench.errors import VbenchError
+from backbones._sizes import token_patch_size
 from vbench.registry import register_backbone
 
-TOKEN_GRID = 8  # the paper uses patch 4 at 32x32 and patch 8 at 64x64: an 8x8 token grid
-
-
-def default_patch_size(img_size: int) -> int:
-    if img_size % TOKEN_GRID:
-        raise VbenchError(
-            f"image size {img_size} is not a multiple of {TOKEN_GRID}; these models use an "
-            f"{TOKEN_GRID}x{TOKEN_GRID} token grid (32, 64, 96, ... work), or pass patch_size="
-        )
-    return img_size // TOKEN_GRID
+CHASSIS_NAME = "this ViT-chassis model"
 
 
 def init_authors_weights(model: nn.Module) -> None:
@@ -61,7 +51,7 @@ def small_vit(
     replaces whole blocks. ``pool="token"``: class token, (1, N+1, dim) position embedding;
     ``pool="avg"``: no class token in the forward pass, (1, N, dim) position embedding, LayerNorm on the
     mean of the tokens."""
-    patch_size = patch_size or default_patch_size(img_size)
+    patch_size = token_patch_size(CHASSIS_NAME, img_size, patch_size)
     use_token = pool == "token"
     model = VisionTransformer(
         img_size=img_size, patch_size=patch_size, num_classes=num_classes, embed_dim=dim, depth=depth,
@@ -126,4 +116,4 @@ def token_grid_of(model: VisionTransformer) -> tuple[int, int]:
     return tuple(model.patch_embed.grid_size)
 
 
-__all__ = ["small_vit", "init_authors_weights", "default_patch_size", "token_grid_of", "torch"]
+__all__ = ["small_vit", "init_authors_weights", "token_grid_of", "CHASSIS_NAME"]

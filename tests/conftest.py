@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from vbench import registry
 
@@ -12,3 +13,13 @@ def _restore_registry():
     for name in list(registry._SPECS):
         if name not in before:
             registry.unregister_backbone(name)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_intra_op_thread():
+    """Batch-2 passes through small models gain nothing from intra-op threads, and on a busy 2-core
+    machine their spin-waiting made the suite several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -66,11 +66,14 @@ def list_backbones_command(
             _flops_text(row),
         )
     console.print(table)
+    for row in rows:
+        if row.get("error"):
+            console.print(f"[dim]n/a: {row['error']}[/dim]")
 
 
 def _flops_text(row: dict) -> str:
     if row.get("error"):
-        return f"[red]{row['error']}[/red]"
+        return "n/a"
     text = _millions(row["flops"])
     return text if row["flops_complete"] else f"{text} (incomplete)"
 
@@ -100,6 +103,32 @@ class _nullcontext:
 
     def __exit__(self, *exc):
         return False
+
+
+@list_app.command("suites")
+def list_suites_command(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """The built-in suites: dataset kind, image size, classes and epochs."""
+    from vbench.suites import builtin_suites, load_suite
+
+    load_plugins(plugin)
+    suites = [load_suite(name) for name in builtin_suites()]
+    rows = [
+        {"name": s.name, "kind": s.kind, "task": s.task, "img_size": s.img_size, "num_classes": s.num_classes,
+         "epochs": s.recipe.epochs, "description": s.description}
+        for s in suites
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Suites", caption="--suite also takes a path to your own suite file")
+    for column in ("name", "kind", "image size", "classes", "epochs"):
+        table.add_column(column, justify="right" if column in ("image size", "classes", "epochs") else "left")
+    for row in rows:
+        table.add_row(row["name"], row["kind"], f"{row['img_size']}x{row['img_size']}", str(row["num_classes"]), str(row["epochs"]))
+    console.print(table)
 
 
 @app.command("info")

@@ -33,7 +33,7 @@ ZERO_MAC_OPS = (
     "aten::new_zeros", "aten::new_ones", "aten::ones", "aten::ones_like", "aten::zero_",
     "aten::expand_as", "aten::view_as", "aten::type_as", "aten::unflatten", "aten::lt", "aten::le",
     "aten::ne", "aten::logical_and", "aten::logical_not", "aten::scatter", "aten::scatter_",
-    "aten::index_select", "aten::max_pool2d", "aten::avg_pool2d", "aten::avg_pool1d",
+    "aten::index_select", "aten::embedding", "aten::max_pool2d", "aten::avg_pool2d", "aten::avg_pool1d",
     "aten::adaptive_max_pool2d", "aten::pixel_shuffle", "aten::im2col", "aten::col2im",
     "aten::randn", "aten::rand", "aten::bernoulli_", "aten::feature_dropout", "aten::alpha_dropout",
     "aten::erf", "aten::tril", "aten::triu", "aten::einsum_path", "aten::diagonal", "aten::clamp_min",

@@ -1,0 +1,60 @@
+"""Swin Transformer baselines of the LKCA paper (Liu et al., "Swin Transformer: Hierarchical Vision
+Transformer using Shifted Windows", ICCV 2021), in the small-image configuration of the SPT/LSA code
+the authors took them from.
+
+The model is timm's ``SwinTransformer`` (window 4, MLP ratio 2, qkv bias, stochastic depth 0.1 growing
+linearly over the blocks) with one addition timm no longer has: the learned absolute position
+embedding of that code, shape (1, grid * grid, embed_dim), added to the patch-embedding output. It
+lives in the patch-embedding layer (passed to timm as ``embed_layer``), so every timm forward path
+(``forward_features``, ``forward_intermediates``) applies it. The patch is image size / 16 (2 at
+32x32, 4 at 64x64): a 16x16 token grid, i.e. stages of 16x16, 8x8 and 4x4 tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from timm.layers import PatchEmbed, trunc_normal_
+from timm.models.swin_transformer import SwinTransformer
+
+from backbones._sizes import require_multiple
+from vbench.registry import register_backbone
+
+TOKEN_GRID = 16
+
+
+class PatchEmbedWithAbsolutePosition(PatchEmbed):
+    """timm's PatchEmbed (NHWC output inside Swin) plus a learned absolute position embedding."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        grid_h, grid_w = self.grid_size
+        self.absolute_pos_embed = nn.Parameter(torch.zeros(1, grid_h * grid_w, self.proj.out_channels))
+        trunc_normal_(self.absolute_pos_embed, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        return x + self.absolute_pos_embed.view(1, *x.shape[1:3], -1)
+
+
+def build_swin(name: str, img_size: int, num_classes: int, **config) -> nn.Module:
+    require_multiple(name, img_size, TOKEN_GRID)
+    config = dict(
+        patch_size=img_size // TOKEN_GRID, window_size=4, mlp_ratio=2.0, qkv_bias=True, drop_path_rate=0.1,
+        embed_layer=PatchEmbedWithAbsolutePosition,
+    ) | config
+    return SwinTransformer(img_size=img_size, num_classes=num_classes, **config)
+
+
+@register_backbone("swin-t", family="swin", paper_names=["Swin-T"])
+def swin_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
+    """Swin-T of the LKCA paper: timm SwinTransformer + absolute position embedding, embed 64, depths 1/2/1."""
+    config = dict(embed_dim=64, depths=(1, 2, 1), num_heads=(2, 4, 8))
+    return build_swin("swin-t", img_size, num_classes, **{**config, **overrides})
+
+
+@register_backbone("swin-s", family="swin", paper_names=["Swin-S"])
+def swin_s(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
+    """Swin-S of the LKCA paper: timm SwinTransformer + absolute position embedding, embed 84, depths 1/3/2."""
+    config = dict(embed_dim=84, depths=(1, 3, 2), num_heads=(3, 6, 12))
+    return build_swin("swin-s", img_size, num_classes, **{**config, **overrides})

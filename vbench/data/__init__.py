@@ -1,0 +1,146 @@
+"""Dataset loading: every split of every suite becomes one uint8 tensor [N,3,H,W] and int64 labels.
+
+Each split is decoded once into a tensor cache file, keyed by dataset kind, split, image size and a
+fingerprint (names, sizes and modification times) of its source files, under
+``<data root>/.vbench-cache/`` or ``cache_dir``; later runs load it in a second or two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from vbench.data import folders, torchvision_sets
+from vbench.data.smoke import generate_smoke
+from vbench.errors import VbenchError
+from vbench.suites import Suite, default_data_root
+
+SPLITS = ("train", "test")
+CACHE_FORMAT = 1  # bump when the decoded tensors change meaning
+CACHE_FOLDER = ".vbench-cache"
+_TORCHVISION_KINDS = ("cifar10", "cifar100", "svhn")
+_FILE_KINDS = ("tiny-imagenet", "image-folder")
+_progress_console = Console(stderr=True)
+
+__all__ = ["load_split", "SPLITS", "generate_smoke"]
+
+
+def load_split(
+    suite: Suite,
+    split: str,
+    data_root: str | Path | None = None,
+    download: bool = False,
+    cache_dir: str | Path | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 [N,3,H,W] on CPU, labels int64 [N]) of ``split`` ("train" or "test").
+
+    The data is looked for under ``data_root``, else the suite's ``root``, else ``default_data_root()``.
+    ``download`` fetches a missing dataset (torchvision's downloads, checked against the release md5).
+    Missing data or a corrupt file is one ``VbenchError`` naming the path.
+    """
+    if split not in SPLITS:
+        raise VbenchError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if suite.kind == "smoke":
+        return generate_smoke(split, img_size=suite.img_size)
+    if suite.kind not in _TORCHVISION_KINDS + _FILE_KINDS:
+        raise VbenchError(f"suite {suite.name!r}: no loader for dataset kind {suite.kind!r}")
+    if suite.kind in _TORCHVISION_KINDS and suite.img_size != 32:
+        raise VbenchError(f"suite {suite.name!r}: {suite.kind} images are 32x32, the suite says img_size = {suite.img_size}")
+    root = Path(data_root or suite.root or default_data_root()).expanduser()
+
+    if download:
+        _download(suite, root, split)
+    if suite.kind in _TORCHVISION_KINDS:
+        for path in torchvision_sets.all_files(suite.kind, root):
+            if not path.is_file():
+                raise VbenchError(torchvision_sets.missing_message(suite.kind, root, path))
+        sources = torchvision_sets.source_files(suite.kind, root, split)
+        paths, file_labels = None, None
+    else:
+        list_files = folders.tiny_imagenet_files if suite.kind == "tiny-imagenet" else folders.image_folder_files
+        paths, file_labels = list_files(root, split, suite.num_classes)
+        sources = paths
+
+    cache_file = _cache_path(suite, split, root, sources, cache_dir)
+    cached = _read_cache(cache_file)
+    if cached is not None:
+        return cached
+    if paths is None:
+        images, labels = torchvision_sets.decode(suite.kind, root, split, suite.num_classes)
+    else:
+        images = _decode_with_progress(paths, suite.img_size, f"decoding {suite.name} {split}")
+        labels = torch.tensor(file_labels, dtype=torch.int64)
+    _write_cache(cache_file, images, labels)
+    return images, labels
+
+
+def _download(suite: Suite, root: Path, split: str) -> None:
+    if suite.kind in _TORCHVISION_KINDS:
+        torchvision_sets.download(suite.kind, root, split)
+    elif suite.kind == "tiny-imagenet":
+        folders.download_tiny_imagenet(root)
+    else:
+        raise VbenchError(f"--download does not apply to an image folder ({root}); put the images there yourself")
+
+
+def _decode_with_progress(paths: list[Path], img_size: int, label: str) -> torch.Tensor:
+    if len(paths) < 5000:
+        return folders.decode_images(paths, img_size)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_progress_console, transient=True) as progress:
+        task = progress.add_task(label, total=len(paths))
+        return folders.decode_images(paths, img_size, progress=lambda: progress.advance(task))
+
+
+def source_fingerprint(files: list[Path], root: Path) -> str:
+    """sha256 over (relative name, size, mtime) of every source file: a changed, added or removed
+    file gives a new cache key, while re-reading the contents is never needed."""
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        try:
+            name = str(path.relative_to(root))
+        except ValueError:
+            name = str(path)
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _cache_path(suite: Suite, split: str, root: Path, sources: list[Path], cache_dir) -> Path:
+    fingerprint = source_fingerprint(sources, root)
+    folder = Path(cache_dir).expanduser() if cache_dir else root / CACHE_FOLDER
+    return folder / f"{suite.kind}-{split}-{suite.img_size}px-v{CACHE_FORMAT}-{fingerprint}.pt"
+
+
+def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        images, labels = blob["images"], blob["labels"]
+    except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+        return None
+    if images.dtype != torch.uint8 or labels.dtype != torch.int64 or len(images) != len(labels):
+        return None
+    return images, labels
+
+
+def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Atomic (temporary file, then rename); a read-only data root just means no cache."""
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.close(handle)
+        torch.save({"images": images, "labels": labels}, temporary)
+        os.replace(temporary, path)
+    except OSError as exc:
+        _progress_console.print(f"[yellow]note:[/yellow] could not write the dataset cache {path}: {exc}")
+        if temporary and os.path.exists(temporary):
+            os.unlink(temporary)
