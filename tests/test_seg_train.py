@@ -131,3 +131,21 @@ def test_interrupted_run_resumes_to_the_same_weights(data_root, tmp_path):
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
     assert evaluations[-1].scores.mIoU == straight_evaluations[-1].scores.mIoU
+
+
+def test_the_general_suite_loader_and_cli_take_the_segmentation_suite():
+    import json
+
+    from typer.testing import CliRunner
+
+    from vbench.cli import app
+    from vbench.suites import load_suite
+
+    suite = load_suite("ade20k", overrides={"seed": 3, "epochs": None}, sets=["iterations=8", "eval_at=[8]"])
+    assert (suite.task, suite.recipe.seed, suite.recipe.iterations) == ("segmentation", 3, 8)
+    with pytest.raises(VbenchError, match="epochs"):
+        load_suite("ade20k", overrides={"epochs": 3})
+    result = CliRunner().invoke(app, ["list", "suites", "--json"])
+    assert result.exit_code == 0, result.output
+    row = next(row for row in json.loads(result.stdout) if row["name"] == "ade20k")
+    assert (row["task"], row["iterations"], row["num_classes"], row["epochs"]) == ("segmentation", 20000, 150, None)
