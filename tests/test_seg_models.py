@@ -12,15 +12,6 @@ PAPER_BACKBONES = ["ViT-S", "ViT-B", "LKCA-S", "LKCA-B", "ResNet-50", "Swin-S", 
 CROP = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models run on tiny inputs, where one thread is faster than two and immune to a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("paper_name", PAPER_BACKBONES)
 def test_every_segmentor_trains_and_predicts_at_the_input_size(paper_name):
     torch.manual_seed(0)

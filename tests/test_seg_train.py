@@ -13,15 +13,6 @@ from vbench.segmentation.train import build_optimizer, learning_rate, train_segm
 TINY_SETS = ["img_size=32", "scale=[64, 32]", "batch_size=2", "num_workers=0", "warmup_iters=1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models run on tiny inputs, where one thread is faster than two and immune to a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("ade")
