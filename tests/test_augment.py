@@ -24,16 +24,6 @@ SIGMAS = 5.0
 GEOMETRIC_AND_EXACT = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Invert", "Posterize", "Solarize", "Equalize"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small per-image tensor ops (the torchvision comparisons) crawl when two OpenMP threads share a
-    busy 2-core machine; one thread keeps this module fast and changes no result."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def assert_rate(hits: int, trials: int, p: float, what: str):
     tolerance = SIGMAS * math.sqrt(p * (1 - p) / trials)
     assert abs(hits / trials - p) <= tolerance, f"{what}: {hits}/{trials} = {hits / trials:.4f}, expected {p} +- {tolerance:.4f}"

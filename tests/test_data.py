@@ -215,12 +215,7 @@ def test_unknown_split():
 @pytest.fixture(scope="module")
 def smoke_splits():
     suite = load_suite("smoke")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # many small tensor ops: a second OpenMP thread only waits on a busy CPU
-    try:
-        return suite, {split: load_split(suite, split) for split in ("train", "test")}
-    finally:
-        torch.set_num_threads(threads)
+    return suite, {split: load_split(suite, split) for split in ("train", "test")}
 
 
 def test_smoke_dataset_is_fixed_balanced_and_offline(smoke_splits):

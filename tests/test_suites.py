@@ -11,7 +11,7 @@ from vbench.errors import VbenchError
 from vbench.suites import Recipe, builtin_suites, default_data_root, load_suite, parse_set
 
 def test_builtin_suites_are_the_papers_and_smoke():
-    assert builtin_suites() == ["cifar10", "cifar100", "smoke", "svhn", "tiny-imagenet"]
+    assert builtin_suites() == ["ade20k", "cifar10", "cifar100", "smoke", "svhn", "tiny-imagenet"]
 
 
 @pytest.mark.parametrize(

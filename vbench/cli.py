@@ -117,17 +117,19 @@ def list_suites_command(
     suites = [load_suite(name) for name in builtin_suites()]
     rows = [
         {"name": s.name, "kind": s.kind, "task": s.task, "img_size": s.img_size, "num_classes": s.num_classes,
-         "epochs": s.recipe.epochs, "description": s.description}
+         "epochs": getattr(s.recipe, "epochs", None), "iterations": getattr(s.recipe, "iterations", None),
+         "description": s.description}
         for s in suites
     ]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="Suites", caption="--suite also takes a path to your own suite file")
-    for column in ("name", "kind", "image size", "classes", "epochs"):
-        table.add_column(column, justify="right" if column in ("image size", "classes", "epochs") else "left")
+    for column in ("name", "kind", "image size", "classes", "schedule"):
+        table.add_column(column, justify="right" if column in ("image size", "classes", "schedule") else "left")
     for row in rows:
-        table.add_row(row["name"], row["kind"], f"{row['img_size']}x{row['img_size']}", str(row["num_classes"]), str(row["epochs"]))
+        schedule = f"{row['epochs']} epochs" if row["epochs"] is not None else f"{row['iterations']} iterations"
+        table.add_row(row["name"], row["kind"], f"{row['img_size']}x{row['img_size']}", str(row["num_classes"]), schedule)
     console.print(table)
 
 

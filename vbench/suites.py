@@ -126,6 +126,10 @@ def load_suite(name_or_path: str, overrides: Mapping[str, Any] | None = None, se
     value parsed as a TOML scalar (a bare word that is not TOML is taken as a string).
     """
     path = _resolve_suite_path(name_or_path)
+    if _is_segmentation_file(path):   # task = "segmentation": its own recipe (iterations, heads, optimisers)
+        from vbench.segmentation.recipe import load_segmentation_suite
+
+        return load_segmentation_suite(str(path), overrides, sets)
     suite = _parse_suite_file(path)
     recipe_overrides: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
@@ -141,6 +145,13 @@ def load_suite(name_or_path: str, overrides: Mapping[str, Any] | None = None, se
         key, value = parse_set(assignment)
         recipe_overrides[key] = value
     return suite.with_overrides(**recipe_overrides) if recipe_overrides else suite
+
+
+def _is_segmentation_file(path: Path) -> bool:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")).get("task") == "segmentation"
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False   # _parse_suite_file reports the problem
 
 
 def parse_set(assignment: str) -> tuple[str, Any]:
