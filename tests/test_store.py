@@ -6,7 +6,6 @@ import multiprocessing
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
