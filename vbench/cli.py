@@ -265,6 +265,9 @@ def run_command(
         raise VbenchError(f"unknown --pipeline {pipeline!r}; choose batched or reference")
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "data_root": data_root}
     the_suite = load_suite(suite, overrides=overrides, sets=sets or ())
+    if the_suite.task == "segmentation":
+        _run_segmentation(the_suite, backbones, seeds, data_root, device, url, force)
+        return
     specs = train.parse_backbones(backbones)
     seed_list = train.parse_seeds(seeds, the_suite.recipe.seed)
     options = train.EngineOptions(device=train.resolve_device(device), amp=amp, compile=compile_model,
@@ -290,6 +293,41 @@ def run_command(
     console.print(train.summary_table(the_suite.name, outcomes))
     if any(o.status == "failed" for o in outcomes):
         sys.exit(1)  # the failed runs are in the table and the store; scripts see a non-zero status
+
+
+def _run_segmentation(the_suite, backbones: str, seeds: Optional[str], data_root: Optional[str], device: str,
+                      url: str, force: bool) -> None:
+    """`vbench run` for a segmentation suite; like classification, everything is checked before the store opens."""
+    from vbench import train
+    from vbench.segmentation import engine as seg
+    from vbench.store import open_store
+
+    specs = seg.parse_segmentation_backbones(backbones)
+    seed_list = train.parse_seeds(seeds, the_suite.recipe.seed)
+    resolved = train.resolve_device(device)
+    with err_console.status(f"checking {the_suite.kind} data..."):
+        from vbench.segmentation.run import segmentation_datasets
+
+        segmentation_datasets(the_suite, data_root)   # missing or malformed data -> VbenchError
+    jobs = seg.plan_segmentation_jobs(the_suite, specs, seed_list, console=err_console)
+    store = open_store(url)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    try:
+        engine = seg.SegmentationEngine(store, the_suite, resolved, data_root=data_root, force=force, console=console)
+        train_ds, val_ds = engine.datasets
+        recipe = the_suite.recipe
+        console.print(
+            f"suite {the_suite.name}: {len(train_ds)} train / {len(val_ds)} val images, {recipe.head} head, "
+            f"{recipe.iterations} iterations (evaluated at {', '.join(map(str, recipe.eval_at))}), "
+            f"device {resolved}, store {store.url}", highlight=False,
+        )
+        outcomes = engine.run_all(jobs)
+    finally:
+        store.close()
+    console.print(seg.summary_table(the_suite, outcomes))
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(1)
 
 
 runs_app = typer.Typer(help="List or delete recorded runs.", no_args_is_help=False)
