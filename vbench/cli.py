@@ -403,7 +403,7 @@ def report_command(
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
-    """Paper-style tables (Tables 1-4 layout) of the finished runs."""
+    """Paper-style tables (Tables 1-4 layout; Tables 6-7 for segmentation) of the finished runs."""
     from vbench.report import FORMATS, build_report, render
     from vbench.store import open_store
 
@@ -415,9 +415,17 @@ def report_command(
     names = _backbone_filter(backbones)
     store = open_store(_db_url(db), create=False)
     try:
-        text = render(build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper"), fmt)
+        segmentation = _segmentation_report(store, suite, names, compare == "paper", fmt)
+        try:
+            text = render(build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper"), fmt)
+        except VbenchError:
+            if segmentation is None:
+                raise
+            text = ""   # only segmentation runs match
     finally:
         store.close()
+    if segmentation is not None:
+        text = f"{text}\n{segmentation}" if text else segmentation
     if output:
         try:
             Path(output).write_text(text, encoding="utf-8")
@@ -426,6 +434,19 @@ def report_command(
         err_console.print(f"wrote {output}", highlight=False)
     else:
         sys.stdout.write(text)
+
+
+def _segmentation_report(store, suite: Optional[str], names: Optional[list[str]], compare_paper: bool,
+                         fmt: str) -> Optional[str]:
+    """The Tables 6-7 section when finished segmentation runs match, else None."""
+    from vbench.segmentation.report import render_any, segmentation_table, stored_records
+
+    if names:   # a segmentation backbone is stored under its registry name (e.g. vit-s-seg)
+        names = names + [f"{name}-seg" for name in names]
+    records = stored_records(store, suite=suite, backbones=names)
+    if not records:
+        return None
+    return render_any(segmentation_table(records, compare_paper=compare_paper), fmt)
 
 
 def _backbone_filter(backbones: Optional[str]) -> Optional[list[str]]:
@@ -448,13 +469,21 @@ def plot_command(
     output_dir: str = typer.Option("results/plots", "--output-dir", help="Where the PNG and SVG files go."),
     db: Optional[str] = DbOption,
 ) -> None:
-    """Accuracy versus params and versus FLOPs per suite (measured filled, the paper's hollow)."""
+    """Accuracy versus params and versus FLOPs per suite (measured filled, the paper's hollow); mIoU against
+    iterations per backbone and head for segmentation suites."""
     from vbench.plot import plot_all
     from vbench.store import open_store
 
+    from vbench.segmentation.report import plot_stored
+
     store = open_store(_db_url(db), create=False)
     try:
-        written = plot_all(store, output_dir, suite=suite)
+        written = plot_stored(store, output_dir, suite=suite)   # mIoU against iterations
+        try:
+            written = plot_all(store, output_dir, suite=suite) + written
+        except VbenchError:
+            if not written:
+                raise
     finally:
         store.close()
     for path in written:
