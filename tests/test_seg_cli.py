@@ -115,3 +115,19 @@ def test_bad_input_is_exit_2_and_leaves_the_store_unchanged(ade, tmp_path, backb
     with engine.connect() as connection:
         assert connection.execute(text("select count(*) from runs")).scalar() == 4
     engine.dispose()
+
+
+def test_a_version_1_store_gains_the_epoch_metrics_column(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    open_store(url).close()
+    with sqlite3.connect(tmp_path / "old.db") as connection:   # what a version 1 store looks like
+        connection.execute("ALTER TABLE epochs DROP COLUMN metrics")
+        connection.execute("DELETE FROM schema_info")
+        connection.execute("INSERT INTO schema_info VALUES (1)")
+    store = open_store(url)
+    run_id = store.start_run(suite="s", backbone="b", seed=0, recipe_hash="h")
+    store.add_epoch(run_id, {"epoch": 2, "metrics": {"mIoU": 1.5}})
+    assert store.epochs(run_id)[0].metrics == {"mIoU": 1.5} and store.schema_version() == 2
+    store.close()

@@ -362,12 +362,20 @@ def runs_command(
     for run in runs:
         table.add_row(
             str(run.id), f"[{colours.get(run.status, 'white')}]{run.status}[/]", run.suite, run.backbone, str(run.seed),
-            f"{run.top1:.2f}" if run.top1 is not None else "-", f"{run.top5:.2f}" if run.top5 is not None else "-",
+            _top1_text(run), f"{run.top5:.2f}" if run.top5 is not None else "-",
             f"{run.epochs_done}/{run.epochs if run.epochs is not None else '?'}",
             run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-",
             f"{run.wall_time_s:.1f} s" if run.wall_time_s is not None else "-", (run.error or "")[:60],
         )
     console.print(table)
+
+
+def _top1_text(run) -> str:
+    """Top-1 of a classification run; a segmentation run shows its last mIoU instead."""
+    if run.top1 is not None:
+        return f"{run.top1:.2f}"
+    miou = (run.metrics or {}).get("mIoU") if run.task == "segmentation" else None
+    return f"mIoU {miou:.2f}" if miou is not None else "-"
 
 
 @runs_app.command("rm")
@@ -386,6 +394,8 @@ def runs_rm_command(
         raise VbenchError(f"no run with id {run_id} in {store.url}; `vbench runs` lists them")
     store.delete_run(run_id)
     key = RunKey(run.suite, run.backbone, run.seed, run.recipe_hash)
+    if run.task == "segmentation":
+        from vbench.segmentation.engine import checkpoint_path
     checkpoint = checkpoint_path(store, key)
     if not store.find_runs(key) and checkpoint.exists():
         checkpoint.unlink()
