@@ -265,6 +265,9 @@ def run_command(
         raise VbenchError(f"unknown --pipeline {pipeline!r}; choose batched or reference")
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "data_root": data_root}
     the_suite = load_suite(suite, overrides=overrides, sets=sets or ())
+    if the_suite.task == "segmentation":
+        _run_segmentation(the_suite, backbones, seeds, data_root, device, url, force)
+        return
     specs = train.parse_backbones(backbones)
     seed_list = train.parse_seeds(seeds, the_suite.recipe.seed)
     options = train.EngineOptions(device=train.resolve_device(device), amp=amp, compile=compile_model,
@@ -290,6 +293,41 @@ def run_command(
     console.print(train.summary_table(the_suite.name, outcomes))
     if any(o.status == "failed" for o in outcomes):
         sys.exit(1)  # the failed runs are in the table and the store; scripts see a non-zero status
+
+
+def _run_segmentation(the_suite, backbones: str, seeds: Optional[str], data_root: Optional[str], device: str,
+                      url: str, force: bool) -> None:
+    """`vbench run` for a segmentation suite; like classification, everything is checked before the store opens."""
+    from vbench import train
+    from vbench.segmentation import engine as seg
+    from vbench.store import open_store
+
+    specs = seg.parse_segmentation_backbones(backbones)
+    seed_list = train.parse_seeds(seeds, the_suite.recipe.seed)
+    resolved = train.resolve_device(device)
+    with err_console.status(f"checking {the_suite.kind} data..."):
+        from vbench.segmentation.run import segmentation_datasets
+
+        segmentation_datasets(the_suite, data_root)   # missing or malformed data -> VbenchError
+    jobs = seg.plan_segmentation_jobs(the_suite, specs, seed_list, console=err_console)
+    store = open_store(url)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    try:
+        engine = seg.SegmentationEngine(store, the_suite, resolved, data_root=data_root, force=force, console=console)
+        train_ds, val_ds = engine.datasets
+        recipe = the_suite.recipe
+        console.print(
+            f"suite {the_suite.name}: {len(train_ds)} train / {len(val_ds)} val images, {recipe.head} head, "
+            f"{recipe.iterations} iterations (evaluated at {', '.join(map(str, recipe.eval_at))}), "
+            f"device {resolved}, store {store.url}", highlight=False,
+        )
+        outcomes = engine.run_all(jobs)
+    finally:
+        store.close()
+    console.print(seg.summary_table(the_suite, outcomes))
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(1)
 
 
 runs_app = typer.Typer(help="List or delete recorded runs.", no_args_is_help=False)
@@ -324,12 +362,20 @@ def runs_command(
     for run in runs:
         table.add_row(
             str(run.id), f"[{colours.get(run.status, 'white')}]{run.status}[/]", run.suite, run.backbone, str(run.seed),
-            f"{run.top1:.2f}" if run.top1 is not None else "-", f"{run.top5:.2f}" if run.top5 is not None else "-",
+            _top1_text(run), f"{run.top5:.2f}" if run.top5 is not None else "-",
             f"{run.epochs_done}/{run.epochs if run.epochs is not None else '?'}",
             run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-",
             f"{run.wall_time_s:.1f} s" if run.wall_time_s is not None else "-", (run.error or "")[:60],
         )
     console.print(table)
+
+
+def _top1_text(run) -> str:
+    """Top-1 of a classification run; a segmentation run shows its last mIoU instead."""
+    if run.top1 is not None:
+        return f"{run.top1:.2f}"
+    miou = (run.metrics or {}).get("mIoU") if run.task == "segmentation" else None
+    return f"mIoU {miou:.2f}" if miou is not None else "-"
 
 
 @runs_app.command("rm")
@@ -348,6 +394,8 @@ def runs_rm_command(
         raise VbenchError(f"no run with id {run_id} in {store.url}; `vbench runs` lists them")
     store.delete_run(run_id)
     key = RunKey(run.suite, run.backbone, run.seed, run.recipe_hash)
+    if run.task == "segmentation":
+        from vbench.segmentation.engine import checkpoint_path
     checkpoint = checkpoint_path(store, key)
     if not store.find_runs(key) and checkpoint.exists():
         checkpoint.unlink()
@@ -365,7 +413,7 @@ def report_command(
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
-    """Paper-style tables (Tables 1-4 layout) of the finished runs."""
+    """Paper-style tables (Tables 1-4 layout; Tables 6-7 for segmentation) of the finished runs."""
     from vbench.report import FORMATS, build_report, render
     from vbench.store import open_store
 
@@ -377,9 +425,17 @@ def report_command(
     names = _backbone_filter(backbones)
     store = open_store(_db_url(db), create=False)
     try:
-        text = render(build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper"), fmt)
+        segmentation = _segmentation_report(store, suite, names, compare == "paper", fmt)
+        try:
+            text = render(build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper"), fmt)
+        except VbenchError:
+            if segmentation is None:
+                raise
+            text = ""   # only segmentation runs match
     finally:
         store.close()
+    if segmentation is not None:
+        text = f"{text}\n{segmentation}" if text else segmentation
     if output:
         try:
             Path(output).write_text(text, encoding="utf-8")
@@ -388,6 +444,19 @@ def report_command(
         err_console.print(f"wrote {output}", highlight=False)
     else:
         sys.stdout.write(text)
+
+
+def _segmentation_report(store, suite: Optional[str], names: Optional[list[str]], compare_paper: bool,
+                         fmt: str) -> Optional[str]:
+    """The Tables 6-7 section when finished segmentation runs match, else None."""
+    from vbench.segmentation.report import render_any, segmentation_table, stored_records
+
+    if names:   # a segmentation backbone is stored under its registry name (e.g. vit-s-seg)
+        names = names + [f"{name}-seg" for name in names]
+    records = stored_records(store, suite=suite, backbones=names)
+    if not records:
+        return None
+    return render_any(segmentation_table(records, compare_paper=compare_paper), fmt)
 
 
 def _backbone_filter(backbones: Optional[str]) -> Optional[list[str]]:
@@ -410,13 +479,21 @@ def plot_command(
     output_dir: str = typer.Option("results/plots", "--output-dir", help="Where the PNG and SVG files go."),
     db: Optional[str] = DbOption,
 ) -> None:
-    """Accuracy versus params and versus FLOPs per suite (measured filled, the paper's hollow)."""
+    """Accuracy versus params and versus FLOPs per suite (measured filled, the paper's hollow); mIoU against
+    iterations per backbone and head for segmentation suites."""
     from vbench.plot import plot_all
     from vbench.store import open_store
 
+    from vbench.segmentation.report import plot_stored
+
     store = open_store(_db_url(db), create=False)
     try:
-        written = plot_all(store, output_dir, suite=suite)
+        written = plot_stored(store, output_dir, suite=suite)   # mIoU against iterations
+        try:
+            written = plot_all(store, output_dir, suite=suite) + written
+        except VbenchError:
+            if not written:
+                raise
     finally:
         store.close()
     for path in written:

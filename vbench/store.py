@@ -39,7 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from vbench.errors import VbenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: epochs.metrics (task-specific per-evaluation metrics)
 DEFAULT_URL = "sqlite:///results/vbench.db"
 RUN_STATUSES = ("running", "done", "failed", "interrupted")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -115,6 +115,7 @@ class Epoch(Base):
     top1: Mapped[Optional[float]] = mapped_column(Float)
     top5: Mapped[Optional[float]] = mapped_column(Float)
     time_s: Mapped[Optional[float]] = mapped_column(Float)
+    metrics: Mapped[Optional[dict]] = mapped_column(JSON)  # task-specific (segmentation: aAcc, mIoU, mAcc)
 
     run: Mapped[Run] = relationship(back_populates="epoch_rows")
 
@@ -122,7 +123,7 @@ class Epoch(Base):
         return {column.name: getattr(self, column.name) for column in self.__table__.columns}
 
 
-EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "lr", "images_per_s", "top1", "top5", "time_s")
+EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "lr", "images_per_s", "top1", "top5", "time_s", "metrics")
 
 
 class SchemaInfo(Base):
@@ -262,10 +263,26 @@ class Store:
                 if attempt == WRITE_RETRIES - 1 or not ("already exists" in str(exc) or _is_locked(exc)):
                     raise
                 time.sleep(0.05 * (attempt + 1))
+        self._upgrade_schema()
         try:
             self._write(lambda s: None if s.get(SchemaInfo, SCHEMA_VERSION) else s.add(SchemaInfo(version=SCHEMA_VERSION)))
         except IntegrityError:
             pass  # the other process wrote it first
+
+    def _upgrade_schema(self) -> None:
+        """Version 1 stores lack ``epochs.metrics``: add the nullable column (create_all adds no columns)."""
+        from sqlalchemy import inspect as inspect_db
+
+        columns = {column["name"] for column in inspect_db(self.engine).get_columns("epochs")}
+        if "metrics" in columns:
+            return
+        column_type = Epoch.__table__.c.metrics.type.compile(dialect=self.engine.dialect)
+        try:
+            with self.engine.execution_options(vbench_write=True).begin() as connection:
+                connection.exec_driver_sql(f"ALTER TABLE epochs ADD COLUMN metrics {column_type}")
+        except SQLAlchemyError as exc:
+            if not any(word in str(exc).lower() for word in ("duplicate", "already exists")):   # another process added it first
+                raise
 
     def schema_version(self) -> int | None:
         with self._read() as session:

@@ -144,3 +144,61 @@ def plot_miou(records: Iterable[dict], output: str | Path, title: str = "ADE20K"
     figure.savefig(output, bbox_inches="tight")
     plt.close(figure)
     return output
+
+
+# --- from the run store ----------------------------------------------------------------------------
+def stored_records(store, suite: str | None = None, backbones: Iterable[str] | None = None) -> list[dict]:
+    """One record per evaluated iteration of the newest finished run of each (suite, backbone, head, seed).
+
+    Seeds of one (backbone, head, iteration) are averaged (the Tables 6-7 rows have one number each).
+    """
+    runs = [run for run in store.list_runs(suite=suite, status="done", task="segmentation")
+            if not backbones or run.backbone in set(backbones)]
+    newest: dict[tuple, object] = {}
+    for run in runs:   # list_runs is ordered by id: a later run of the same key replaces an earlier one
+        head = (run.metrics or {}).get("head") or (run.recipe or {}).get("head")
+        newest[(run.suite, run.backbone, head, run.seed)] = run
+    per_iteration: dict[tuple, list[dict]] = {}
+    for (suite_name, backbone, head, _seed), run in newest.items():
+        for epoch in store.epochs(run.id):
+            scores = epoch.metrics or {}
+            if "mIoU" not in scores:
+                continue
+            record = {"suite": suite_name, "backbone": backbone, "paper_names": list(run.paper_names or []),
+                      "head": head, "iteration": epoch.epoch, "aAcc": scores["aAcc"], "mIoU": scores["mIoU"],
+                      "mAcc": scores.get("mAcc"), "params": run.params, "flops": run.flops, "run_id": run.id}
+            per_iteration.setdefault((suite_name, backbone, head, epoch.epoch), []).append(record)
+    records = []
+    for group in per_iteration.values():
+        record = dict(group[0])
+        for metric in ("aAcc", "mIoU", "mAcc"):
+            values = [r[metric] for r in group if r[metric] is not None]
+            record[metric] = sum(values) / len(values) if values else None
+        record["seeds"] = len(group)
+        records.append(record)
+    return records
+
+
+def render_any(frame: pd.DataFrame, fmt: str, title: str = "ADE20K (Tables 6-7)") -> str:
+    """``render`` plus the html and json formats of ``vbench report``."""
+    if fmt == "html":
+        return f"<h2>{title}</h2>\n{frame.to_html(index=False, border=0)}\n<p>{NOTE}</p>\n"
+    if fmt == "json":
+        import json
+
+        rows = json.loads(frame.to_json(orient="records"))
+        return json.dumps({"title": title, "rows": rows, "note": NOTE}, indent=2) + "\n"
+    if fmt == "markdown":
+        return f"## {title}\n\n{render(frame, fmt)}\n"
+    return render(frame, fmt)
+
+
+def plot_stored(store, output_dir: str | Path, suite: str | None = None) -> list[Path]:
+    """``<suite>-miou.png`` per segmentation suite with finished runs."""
+    records = stored_records(store, suite=suite)
+    written = []
+    for suite_name in sorted({r["suite"] for r in records}):
+        chosen = [r for r in records if r["suite"] == suite_name]
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in suite_name)
+        written.append(plot_miou(chosen, Path(output_dir) / f"{safe}-miou.png", title=suite_name))
+    return written
