@@ -1,5 +1,9 @@
+import sys
+
 import pytest
 import torch
+
+from vbench import cli
 
 from vbench import registry
 
@@ -23,3 +27,21 @@ def _one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def vbench_cli(monkeypatch, capsys):
+    """The CLI in this process, as a user runs it: ``vbench_cli(*args) -> (exit code, stdout, stderr)``."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["vbench", *args])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

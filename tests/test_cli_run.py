@@ -97,18 +97,6 @@ def plugin(tmp_path) -> str:
     return write_plugin(tmp_path)
 
 
-def vbench(monkeypatch, capsys, *args):
-    """The CLI in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["vbench", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def vbench_process(*args, env=None) -> subprocess.Popen:
     # as many intra-op threads as this process (conftest sets one): results of the two are compared bit for bit
     threads = str(torch.get_num_threads())
@@ -136,13 +124,13 @@ FORMATS = {
 
 
 @pytest.mark.parametrize("kind", FORMATS)
-def test_run_leaves_a_done_row_with_metrics_and_epochs(kind, plugin, tmp_path, monkeypatch, capsys):
+def test_run_leaves_a_done_row_with_metrics_and_epochs(kind, plugin, tmp_path, vbench_cli):
     options, suite, flags = FORMATS[kind]
     fixture = write_fixture(kind, tmp_path / "data", **options)
     if suite is None:
         suite = str(write_image_folder_suite(tmp_path / "folder.toml", fixture.root, num_classes=3))
     db = tmp_path / "runs.db"
-    code, out, err = vbench(monkeypatch, capsys, "run", "--suite", suite, "--backbones", "tiny-test", "--plugin", plugin,
+    code, out, err = vbench_cli("run", "--suite", suite, "--backbones", "tiny-test", "--plugin", plugin,
                             "--epochs", "2", "--data-root", str(fixture.root), "--db", str(db), *flags, *FAST)
     assert code == 0, out + err
     [run] = open_store(f"sqlite:///{db}").list_runs()
@@ -161,11 +149,11 @@ def test_run_leaves_a_done_row_with_metrics_and_epochs(kind, plugin, tmp_path, m
     assert "vbench run:" in out and "done" in out  # the summary table
 
 
-def test_seeds_skip_force_nan_and_crash(plugin, tmp_path, monkeypatch, capsys):
+def test_seeds_skip_force_nan_and_crash(plugin, tmp_path, vbench_cli):
     fixture = write_fixture("cifar10", tmp_path / "data", per_batch=8, num_test=20)
     common = ["--suite", "cifar10", "--plugin", plugin, "--epochs", "1", "--data-root", str(fixture.root),
               "--db", str(tmp_path / "runs.db"), "--batch-size", "10", *FAST]
-    code, out, err = vbench(monkeypatch, capsys, "run", "--backbones", "tiny-nan,tiny-boom,tiny-test", "--seeds", "0,1", *common)
+    code, out, err = vbench_cli("run", "--backbones", "tiny-nan,tiny-boom,tiny-test", "--seeds", "0,1", *common)
     assert code == 1, out + err  # some run failed; the others went on
     runs, epochs = db_rows(tmp_path / "runs.db")
     assert [(r[2], r[3], r[4]) for r in runs] == [
@@ -175,23 +163,23 @@ def test_seeds_skip_force_nan_and_crash(plugin, tmp_path, monkeypatch, capsys):
     assert runs[2][6] == "RuntimeError: boom from the test backbone"
     assert epochs == [(5, 1), (6, 1)]
     # the same command again: finished runs are skipped, failed ones retried (and fail again)
-    code, out, _ = vbench(monkeypatch, capsys, "run", "--backbones", "tiny-test", "--seeds", "0,1", *common)
+    code, out, _ = vbench_cli("run", "--backbones", "tiny-test", "--seeds", "0,1", *common)
     assert code == 0 and out.count("already done") == 2
     assert db_rows(tmp_path / "runs.db")[0] == runs
-    code, out, _ = vbench(monkeypatch, capsys, "run", "--backbones", "tiny-test", "--seeds", "1", "--force", *common)
+    code, out, _ = vbench_cli("run", "--backbones", "tiny-test", "--seeds", "1", "--force", *common)
     assert code == 0
     runs_after, epochs_after = db_rows(tmp_path / "runs.db")
     assert runs_after[:6] == runs and runs_after[6][2:5] == ("tiny-test", 1, "done")
     assert epochs_after == epochs + [(7, 1)]
     # a different recipe is a different experiment
-    code, out, _ = vbench(monkeypatch, capsys, "run", "--backbones", "tiny-test", "--seeds", "0", "--lr", "5e-4", *common)
+    code, out, _ = vbench_cli("run", "--backbones", "tiny-test", "--seeds", "0", "--lr", "5e-4", *common)
     assert code == 0 and "already done" not in out and len(db_rows(tmp_path / "runs.db")[0]) == 8
 
 
-def test_reference_pipeline_run(plugin, tmp_path, monkeypatch, capsys):
+def test_reference_pipeline_run(plugin, tmp_path, vbench_cli):
     fixture = write_fixture("cifar10", tmp_path / "data", per_batch=8, num_test=20)
     db = tmp_path / "runs.db"
-    code, out, err = vbench(monkeypatch, capsys, "run", "--suite", "cifar10", "--backbones", "tiny-test", "--plugin", plugin,
+    code, out, err = vbench_cli("run", "--suite", "cifar10", "--backbones", "tiny-test", "--plugin", plugin,
                             "--epochs", "1", "--pipeline", "reference", "--data-root", str(fixture.root), "--db", str(db),
                             "--batch-size", "10", *FAST)
     assert code == 0, out + err
@@ -236,7 +224,7 @@ def snapshot(db: Path) -> tuple:
     (["--pipeline", "fast"], "unknown --pipeline 'fast'"),
     (["--data-root", "/nonexistent/vbench-data"], "CIFAR-10 not found: /nonexistent/vbench-data"),
 ])
-def test_bad_input_exits_2_and_leaves_the_database_unchanged(args, message, plugin, filled_db, monkeypatch, capsys):
+def test_bad_input_exits_2_and_leaves_the_database_unchanged(args, message, plugin, filled_db, vbench_cli):
     if args[0] == "--device" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
     db, data_root = filled_db
@@ -244,18 +232,18 @@ def test_bad_input_exits_2_and_leaves_the_database_unchanged(args, message, plug
     base = {"--suite": "cifar10", "--backbones": "tiny-test", "--data-root": str(data_root)}
     base.update(dict(zip(args[::2], args[1::2])))
     flat = [item for pair in base.items() for item in pair] + [a for a in args if a not in base and a not in base.values()]
-    code, out, err = vbench(monkeypatch, capsys, "run", *flat, "--plugin", plugin, "--epochs", "1", "--db", str(db),
+    code, out, err = vbench_cli("run", *flat, "--plugin", plugin, "--epochs", "1", "--db", str(db),
                             "--batch-size", "10", "--force", *FAST)
     assert code == 2, out + err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
     assert snapshot(db) == before
 
 
-def test_unwritable_database_path(plugin, filled_db, tmp_path, monkeypatch, capsys):
+def test_unwritable_database_path(plugin, filled_db, tmp_path, vbench_cli):
     _, data_root = filled_db
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    code, out, err = vbench(monkeypatch, capsys, "run", "--suite", "cifar10", "--backbones", "tiny-test", "--plugin", plugin,
+    code, out, err = vbench_cli("run", "--suite", "cifar10", "--backbones", "tiny-test", "--plugin", plugin,
                             "--data-root", str(data_root), "--db", str(blocker / "runs.db"), *FAST)
     assert code == 2 and err.startswith("error: database path") and err.count("\n") == 1
     assert blocker.read_text() == "x"
@@ -280,7 +268,7 @@ def final_state(db: Path) -> tuple[dict, list[tuple], tuple]:
     return state, epochs, run
 
 
-def test_sigkill_then_resume_equals_an_uninterrupted_run(plugin, tmp_path, monkeypatch, capsys):
+def test_sigkill_then_resume_equals_an_uninterrupted_run(plugin, tmp_path, vbench_cli):
     fixture = write_fixture("cifar10", tmp_path / "data", per_batch=60, num_test=40)
 
     def command(db: Path) -> list[str]:
@@ -297,10 +285,10 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(plugin, tmp_path, monke
     assert status == "running" and epochs_done < 6  # killed mid-run, before it was recorded as done
 
     # The same command again (in this process, which saves a second start-up of torch) resumes it.
-    code, out, err = vbench(monkeypatch, capsys, *command(broken_db))
+    code, out, err = vbench_cli(*command(broken_db))
     assert code == 0, out + err
     assert "resuming run 1 from its checkpoint after epoch" in out
-    code, out, err = vbench(monkeypatch, capsys, *command(whole_db))
+    code, out, err = vbench_cli(*command(whole_db))
     assert code == 0 and "resuming" not in out, out + err
 
     whole_state, whole_epochs, whole_run = final_state(whole_db)
@@ -316,9 +304,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(plugin, tmp_path, monke
                {k: v for k, v in broken.items() if k not in ("images_per_s", "time_s")}
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_exits_130(plugin, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_marks_the_run_interrupted_and_exits_130(plugin, tmp_path, vbench_cli):
     fixture = write_fixture("cifar10", tmp_path / "data", per_batch=8, num_test=20)
-    code, out, err = vbench(monkeypatch, capsys, "run", "--suite", "cifar10", "--backbones", "tiny-ctrlc,tiny-test",
+    code, out, err = vbench_cli("run", "--suite", "cifar10", "--backbones", "tiny-ctrlc,tiny-test",
                             "--plugin", plugin, "--epochs", "2", "--data-root", str(fixture.root),
                             "--db", str(tmp_path / "runs.db"), "--batch-size", "10", *FAST)
     assert code == 130, out + err
@@ -346,7 +334,7 @@ def _has_a_run(db: Path) -> bool:
         return False
 
 
-def test_two_processes_share_one_sqlite_file(plugin, tmp_path, monkeypatch, capsys):
+def test_two_processes_share_one_sqlite_file(plugin, tmp_path, vbench_cli):
     """A `vbench run` subprocess and one in this process write the same SQLite file at the same time."""
     fixture = write_fixture("cifar10", tmp_path / "data", per_batch=20, num_test=20)
     db = tmp_path / "shared.db"
@@ -357,7 +345,7 @@ def test_two_processes_share_one_sqlite_file(plugin, tmp_path, monkeypatch, caps
     while not _has_a_run(db):  # start writing once the other process is writing
         assert other.poll() is None and time.monotonic() < deadline, other.stdout.read()
         time.sleep(0.01)
-    code, out, err = vbench(monkeypatch, capsys, "run", "--seeds", "3,4,5", *common)
+    code, out, err = vbench_cli("run", "--seeds", "3,4,5", *common)
     assert code == 0, out + err
     output = other.communicate(timeout=300)[0]
     assert other.returncode == 0, output

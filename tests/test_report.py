@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from vbench import cli
 from vbench.store import open_store
 
 # suite, dataset, backbone, paper names, seed, top-1, recipe hash, status
@@ -129,50 +126,37 @@ def db(tmp_path):
     return url
 
 
-def vbench(monkeypatch, capsys, *args):
-    """Run the CLI in this process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["vbench", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_markdown_of_every_suite_with_gains_std_and_table4(db, monkeypatch, capsys):
-    code, out, err = vbench(monkeypatch, capsys, "report", "--db", db, "--format", "markdown")
+def test_markdown_of_every_suite_with_gains_std_and_table4(db, vbench_cli):
+    code, out, err = vbench_cli("report", "--db", db, "--format", "markdown")
     assert code == 0, err
     assert out == MARKDOWN_ALL
 
 
-def test_markdown_latex_csv_beside_the_paper(db, monkeypatch, capsys, tmp_path):
+def test_markdown_latex_csv_beside_the_paper(db, tmp_path, vbench_cli):
     for fmt, expected in (("markdown", MARKDOWN_CIFAR10_PAPER), ("latex", LATEX_CIFAR10_PAPER),
                           ("csv", CSV_CIFAR10_PAPER)):
-        code, out, err = vbench(monkeypatch, capsys, "report", "--db", db, "--suite", "cifar10", "--compare", "paper",
+        code, out, err = vbench_cli("report", "--db", db, "--suite", "cifar10", "--compare", "paper",
                                 "--format", fmt)
         assert code == 0, err
         assert out == expected, fmt
     target = tmp_path / "report.tex"
-    code, out, _ = vbench(monkeypatch, capsys, "report", "--db", db, "--suite", "cifar10", "--compare", "paper",
+    code, out, _ = vbench_cli("report", "--db", db, "--suite", "cifar10", "--compare", "paper",
                           "--format", "latex", "--output", str(target))
     assert code == 0 and out == "" and target.read_text() == LATEX_CIFAR10_PAPER
 
 
-def test_backbone_filter_json_and_html(db, monkeypatch, capsys):
+def test_backbone_filter_json_and_html(db, vbench_cli):
     import json
 
     # aliases resolve through the registry: vit -> vit-small, vit-lkca -> lkca-b
-    code, out, _ = vbench(monkeypatch, capsys, "report", "--db", db, "--backbones", "vit,vit-lkca", "--format", "json")
+    code, out, _ = vbench_cli("report", "--db", db, "--backbones", "vit,vit-lkca", "--format", "json")
     assert code == 0
     payload = json.loads(out)
     assert payload["table4"] is None  # one dataset only
     [suite] = payload["suites"]
     assert [(r["model"], r["n"], r["acc_mean"], r["acc_std"], r["gain"]) for r in suite["rows"]] == [
         ("ViT", 3, 93.0, 0.5, None), ("ViT-LKCA", 3, 94.25, 0.25, 1.25)]
-    code, out, _ = vbench(monkeypatch, capsys, "report", "--db", db, "--suite", "svhn", "--format", "html")
+    code, out, _ = vbench_cli("report", "--db", db, "--suite", "svhn", "--format", "html")
     assert code == 0 and "<td>LKCA-T</td>" in out and "<td>97.00</td>" in out
 
 
@@ -181,21 +165,21 @@ def test_backbone_filter_json_and_html(db, monkeypatch, capsys):
     (["--compare", "swin"], "unknown --compare 'swin'"),
     (["--suite", "nope"], "no finished runs for suite 'nope'"),
 ])
-def test_report_bad_input(db, monkeypatch, capsys, args, message):
-    code, out, err = vbench(monkeypatch, capsys, "report", "--db", db, *args)
+def test_report_bad_input(db, args, message, vbench_cli):
+    code, out, err = vbench_cli("report", "--db", db, *args)
     assert code == 2 and out == ""
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
 
 
-def test_report_of_missing_database_creates_nothing(tmp_path, monkeypatch, capsys):
-    code, _, err = vbench(monkeypatch, capsys, "report", "--db", str(tmp_path / "none.db"))
+def test_report_of_missing_database_creates_nothing(tmp_path, vbench_cli):
+    code, _, err = vbench_cli("report", "--db", str(tmp_path / "none.db"))
     assert code == 2 and "no run store" in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plot_writes_png_and_svg_per_suite(db, monkeypatch, capsys, tmp_path):
+def test_plot_writes_png_and_svg_per_suite(db, tmp_path, vbench_cli):
     out_dir = tmp_path / "plots"
-    code, out, err = vbench(monkeypatch, capsys, "plot", "--db", db, "--output-dir", str(out_dir))
+    code, out, err = vbench_cli("plot", "--db", db, "--output-dir", str(out_dir))
     assert code == 0, err
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == sorted(f"{suite}_acc_vs_{axis}.{ext}" for suite in ("cifar10", "cifar100", "svhn")
@@ -206,14 +190,14 @@ def test_plot_writes_png_and_svg_per_suite(db, monkeypatch, capsys, tmp_path):
     assert "ViT-LKCA" in svg and "ViT/1M-LKCA" in svg and "ViT/8M" in svg and "mine" in svg
 
 
-def test_runs_lists_filters_and_deletes(db, monkeypatch, capsys, tmp_path):
-    code, out, _ = vbench(monkeypatch, capsys, "runs", "--db", db, "--status", "failed")
+def test_runs_lists_filters_and_deletes(db, tmp_path, vbench_cli):
+    code, out, _ = vbench_cli("runs", "--db", db, "--status", "failed")
     assert code == 0 and "lkca-b" in out and "10.00" in out and "93.00" not in out
-    code, out, _ = vbench(monkeypatch, capsys, "runs", "--db", db, "--suite", "svhn")
+    code, out, _ = vbench_cli("runs", "--db", db, "--suite", "svhn")
     assert code == 0 and "97.00" in out and "lkca-t" in out and "vit-lite" not in out
-    code, out, err = vbench(monkeypatch, capsys, "runs", "rm", "1", "--db", db)
+    code, out, err = vbench_cli("runs", "rm", "1", "--db", db)
     assert code == 0, err
     store = open_store(db)
     assert [r.id for r in store.list_runs()][:2] == [2, 3] and len(store.list_runs()) == len(ROWS) - 1
-    code, _, err = vbench(monkeypatch, capsys, "runs", "rm", "1", "--db", db)
+    code, _, err = vbench_cli("runs", "rm", "1", "--db", db)
     assert code == 2 and err.startswith("error: no run with id 1")

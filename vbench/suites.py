@@ -28,8 +28,20 @@ AUTOAUGMENT_POLICIES = ("cifar10", "svhn", "imagenet", "none")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 
 
+class HashedRecipe:
+    """Mixin of the recipe dataclasses: plain-data ``to_dict()`` and a stable ``hash()`` of it."""
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def hash(self) -> str:
+        """Stable sha256 (first 16 hex digits) of the canonical JSON of ``to_dict()``."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(HashedRecipe):
     """Every hyper-parameter of the paper's recipe (``[recipe]`` table of a suite file)."""
 
     epochs: int = 100
@@ -56,13 +68,6 @@ class Recipe:
     eval_batch_size: int = 256
     seed: int = 0
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def hash(self) -> str:
-        """Stable sha256 (first 16 hex digits) of the canonical JSON of ``to_dict()``."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 RECIPE_TYPES: dict[str, type] = typing.get_type_hints(Recipe)  # key -> int | float | str

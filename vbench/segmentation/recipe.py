@@ -14,7 +14,6 @@ Overrides (``sets``, ``key=value`` parsed as TOML): any ``[recipe]`` key, ``img_
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import tomllib
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from vbench.errors import UnknownNameError, VbenchError
+from vbench.suites import HashedRecipe, Suite
 
 TASK = "segmentation"
 KINDS = ("ade20k",)
@@ -52,7 +52,7 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
-class SegRecipe:
+class SegRecipe(HashedRecipe):
     head: str = "upernet"
     scale: tuple[int, int] = (2048, 512)
     ratio_range: tuple[float, float] = (0.5, 2.0)
@@ -76,27 +76,13 @@ class SegRecipe:
             raise VbenchError(f"the suite has no [optimizer.{kind}] table; it has {', '.join(self.optimizer)}")
         return self.optimizer[kind]
 
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def hash(self) -> str:
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
-class SegmentationSuite:
-    name: str
-    path: str
-    task: str
-    kind: str
-    root: str | None
-    img_size: int
-    num_classes: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+class SegmentationSuite(Suite):
+    """A classification suite's fields, with a segmentation recipe; ``img_size`` is the crop."""
+
     recipe: SegRecipe
-    description: str = ""
 
     @property
     def crop_size(self) -> int:
