@@ -188,13 +188,18 @@ def _resolve_suite_path(name_or_path: str) -> Path:
     )
 
 
-def _parse_suite_file(path: Path) -> Suite:
+def read_suite_toml(path: Path) -> dict:
+    """The parsed TOML of a suite file; unreadable or invalid TOML is one error naming the file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise VbenchError(f"{path}: not valid TOML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise VbenchError(f"cannot read suite file {path}: {exc}") from None
+
+
+def _parse_suite_file(path: Path) -> Suite:
+    data = read_suite_toml(path)
     for key, value in data.items():
         if key not in _SUITE_KEYS:
             raise VbenchError(f"{path}: unknown key {key!r}; known keys: {', '.join(_SUITE_KEYS)}")

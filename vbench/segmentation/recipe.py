@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from vbench.errors import UnknownNameError, VbenchError
-from vbench.suites import HashedRecipe, Suite
+from vbench.suites import HashedRecipe, Suite, read_suite_toml
 
 TASK = "segmentation"
 KINDS = ("ade20k",)
@@ -272,13 +272,7 @@ def load_segmentation_suite(name_or_path: str, overrides: Mapping[str, Any] | No
     """Like ``vbench.suites.load_suite`` for segmentation suites; ``overrides`` may hold ``data_root``
     and any key ``sets`` accepts (``None`` values are skipped)."""
     path = _suite_path(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise VbenchError(f"{path}: not valid TOML ({exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VbenchError(f"cannot read suite file {path}: {exc}") from None
-    suite = parse_segmentation_suite(path, data)
+    suite = parse_segmentation_suite(path, read_suite_toml(path))
     extra_sets = []
     for key, value in (overrides or {}).items():
         if value is None:
