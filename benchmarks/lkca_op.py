@@ -18,34 +18,13 @@ was lent when this was written); the matrix view is the GPU default because it i
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 
+from _timing import median_ms
 from backbones.lkca import lkca_conv, lkca_matrix
 
 WIDTHS = {"LKCA-T": (136, 8), "LKCA-B": (210, 10), "LKCA-L": (360, 8)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_fn(fn, device: torch.device, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def bench_width(dim: int, heads: int, batch: int, grid: int, device: torch.device, repeats: int) -> dict:
@@ -60,9 +39,9 @@ def bench_width(dim: int, heads: int, batch: int, grid: int, device: torch.devic
         return run
 
     return {
-        "conv": time_fn(step(lambda: lkca_conv(values, kernel, (grid, grid))), device, repeats),
-        "matrix": time_fn(step(lambda: lkca_matrix(values, kernel, (grid, grid))), device, repeats),
-        "sdpa": time_fn(step(lambda: F.scaled_dot_product_attention(q, k, v)), device, repeats),
+        "conv": median_ms(step(lambda: lkca_conv(values, kernel, (grid, grid))), device, repeats),
+        "matrix": median_ms(step(lambda: lkca_matrix(values, kernel, (grid, grid))), device, repeats),
+        "sdpa": median_ms(step(lambda: F.scaled_dot_product_attention(q, k, v)), device, repeats),
     }
 
 

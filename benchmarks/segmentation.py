@@ -19,22 +19,16 @@ import argparse
 import gc
 import multiprocessing
 import resource
-import statistics
-import time
 
 import torch
 
+from _timing import median_ms
 from backbones.lkca import lkca_conv, lkca_matrix
 from vbench.segmentation.build import build_segmentor
 from vbench.segmentation.recipe import OptimizerConfig
 from vbench.segmentation.train import build_optimizer
 
 CASES = (("vit-b", "auto"), ("lkca-b", "conv"), ("lkca-b", "matrix"))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _peak_mib(device: torch.device) -> float:
@@ -61,16 +55,7 @@ def train_speed(backbone: str, view: str, crop: int, batch: int, device: torch.d
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+    seconds = median_ms(step, device, iterations, warmup=warmup) / 1e3
     return {"backbone": backbone, "view": view if overrides else "-", "crop": crop, "batch": batch,
             "iter_per_s": 1 / seconds, "img_per_s": batch / seconds, "peak_mib": _peak_mib(device)}
 
@@ -80,15 +65,9 @@ def operator_speed(grid: int, dim: int, batch: int, device: torch.device, repeat
     kernel = torch.randn(2 * grid - 1, 2 * grid - 1, device=device, requires_grad=True)
     result = {}
     for view, operator in (("conv", lkca_conv), ("matrix", lkca_matrix)):
-        operator(values, kernel, (grid, grid)).sum().backward()
-        _sync(device)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            operator(values, kernel, (grid, grid)).sum().backward()
-            _sync(device)
-            times.append((time.perf_counter() - start) * 1e3)
-        result[view] = statistics.median(times)
+        result[view] = median_ms(
+            lambda: operator(values, kernel, (grid, grid)).sum().backward(), device, repeats, warmup=1
+        )
     return result
 
 

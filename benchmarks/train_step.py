@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from _timing import sync
 from vbench import registry
 from vbench.store import open_store
 from vbench.suites import load_suite
@@ -50,11 +51,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="measure every path this many times, interleaved; keep the fastest")
     parser.add_argument("--skip-reference", action="store_true")
     return parser.parse_args()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def cifar_shaped(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +79,7 @@ def time_bare(spec, suite, options: EngineOptions, steps: int, warmup: int) -> f
     model.train()
     for step in range(warmup + steps):
         if step == warmup:
-            synchronize(options.device)
+            sync(options.device)
             start = time.perf_counter()
         scheduler.step_update(step)
         with autocast():
@@ -93,7 +89,7 @@ def time_bare(spec, suite, options: EngineOptions, steps: int, warmup: int) -> f
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-    synchronize(options.device)
+    sync(options.device)
     return (time.perf_counter() - start) / steps
 
 

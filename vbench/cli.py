@@ -218,7 +218,7 @@ def bench_command(
     if not script.is_file():
         raise VbenchError(f"unknown benchmark {name!r}; available: {', '.join(available) or 'none'}")
     sys.argv = [str(script), *ctx.args]
-    sys.path.insert(0, str(BENCHMARK_DIR.parent))
+    sys.path[:0] = [str(BENCHMARK_DIR), str(BENCHMARK_DIR.parent)]  # the scripts import _timing and backbones
     runpy.run_path(str(script), run_name="__main__")
 
 
@@ -525,12 +525,13 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except Exception as exc:  # click usage errors carry their own exit code
-        for exceptions in _click_exception_modules():
-            if isinstance(exc, exceptions.ClickException):
-                exc.show()
-                sys.exit(exc.exit_code)
-            if isinstance(exc, exceptions.Exit):
-                sys.exit(exc.exit_code)
+        modules = _click_exception_modules()
+        if isinstance(exc, tuple(module.ClickException for module in modules)):
+            exc.show()
+            sys.exit(exc.exit_code)
+        exits = tuple(getattr(module, "Exit", typer.Exit) for module in modules)  # the vendored copy has none
+        if isinstance(exc, exits):
+            sys.exit(exc.exit_code)
         raise
     # Without standalone mode, typer turns Ctrl-C into exit code 130 and returns it instead of exiting.
     if isinstance(code, int) and code != 0:
