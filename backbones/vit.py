@@ -112,8 +112,4 @@ def vit_8m(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     return _vit(img_size, num_classes, 312, 10, 8, **overrides)
 
 
-def token_grid_of(model: VisionTransformer) -> tuple[int, int]:
-    return tuple(model.patch_embed.grid_size)
-
-
-__all__ = ["small_vit", "init_authors_weights", "token_grid_of", "CHASSIS_NAME"]
+__all__ = ["small_vit", "init_authors_weights", "CHASSIS_NAME"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import List, Optional
 
@@ -50,7 +51,7 @@ def list_backbones_command(
     if not specs and family:
         raise VbenchError(f"no backbone in family {family!r}; families: {', '.join(registry.families())}")
     rows = []
-    with console.status("measuring backbones...") if not as_json else _nullcontext():
+    with console.status("measuring backbones...") if not as_json else nullcontext():
         for spec in specs:
             rows.append({**_spec_fields(spec), **_safe_measure(measure_backbone, spec.name, img, classes)})
     if as_json:
@@ -95,14 +96,6 @@ def _spec_fields(spec: registry.BackboneSpec) -> dict:
         "in_paper": spec.in_paper,
         "tasks": list(spec.tasks),
     }
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @list_app.command("suites")

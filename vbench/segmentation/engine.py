@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def plan_segmentation_jobs(suite: SegmentationSuite, specs: list[registry.Backbo
                            console: Console | None = None) -> list[SegJob]:
     """Build every segmentor once (bad sizes fail here, before the store is touched) and measure it."""
     jobs = []
-    status = console.status("building and measuring the segmentors...") if console else _Quiet()
+    status = console.status("building and measuring the segmentors...") if console else nullcontext()
     with status:
         for spec in specs:
             try:
@@ -80,14 +81,6 @@ def plan_segmentation_jobs(suite: SegmentationSuite, specs: list[registry.Backbo
             size = segmentor_size(segmentor, suite.img_size)
             jobs += [SegJob(spec, seed, size) for seed in seeds]
     return jobs
-
-
-class _Quiet:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def checkpoint_path(store: Store, key: RunKey) -> Path:
