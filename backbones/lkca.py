@@ -24,6 +24,9 @@ from vbench.registry import register_backbone
 VIEWS = ("conv", "matrix", "auto")
 # Faster view per device type, from benchmarks/lkca_op.py (see its docstring for the measured table).
 FASTER_VIEW = {"cpu": "matrix", "cuda": "matrix"}
+ACCEPTS = ("drop_path_rate", "lkca_view")
+SEG_FEATURES_S = dict(channels=(384, 384, 384, 384), strides=(4, 8, 16, 32), size_divisor=16)
+SEG_FEATURES_B = dict(channels=(768, 768, 768, 768), strides=(4, 8, 16, 32), size_divisor=16)
 
 
 def lkca_conv(values: torch.Tensor, kernel: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -120,13 +123,13 @@ class HybridBlock(nn.Module):
 
 def hybrid_vit(
     img_size: int, num_classes: int, *, dim: int, depth: int, heads: int, mlp_ratio: float = 2.0,
-    lkca_view: str = "auto", drop_path: float = 0.1, **overrides,
+    lkca_view: str = "auto", drop_path_rate: float = 0.1, **overrides,
 ) -> nn.Module:
     grid = _grid(img_size, overrides.get("patch_size"))
     return small_vit(
         img_size, num_classes, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, pool="avg",
-        drop_path=drop_path,
-        block=lambda _: HybridBlock(dim, heads, grid, mlp_ratio, drop_path, lkca_view), **overrides,
+        drop_path_rate=drop_path_rate,
+        block=lambda _: HybridBlock(dim, heads, grid, mlp_ratio, drop_path_rate, lkca_view), **overrides,
     )
 
 
@@ -134,55 +137,76 @@ def _lkca(img_size, num_classes, dim, depth, heads, mlp_ratio=2.0, **overrides) 
     return lkca_vit(img_size, num_classes, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, **overrides)
 
 
-@register_backbone("lkca-b", family="lkca", paper_names=["ViT-LKCA", "LKCA-B"], aliases=["vit-lkca"])
+@register_backbone("lkca-b", family="lkca", accepts=ACCEPTS, paper_names=["ViT-LKCA", "LKCA-B"], aliases=["vit-lkca"])
 def lkca_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """LKCA-B, ViT-LKCA of the LKCA paper (dim 210, depth 10, 10 heads)."""
     return _lkca(img_size, num_classes, 210, 10, 10, **overrides)
 
 
-@register_backbone("vit-0.5m-lkca", family="lkca", paper_names=["ViT/0.5M-LKCA"], aliases=["vit-05m-lkca"])
+@register_backbone("vit-0.5m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/0.5M-LKCA"], aliases=["vit-05m-lkca"])
 def vit_05m_lkca(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/0.5M-LKCA of the LKCA paper (dim 100, depth 8, 4 heads)."""
     return _lkca(img_size, num_classes, 100, 8, 4, **overrides)
 
 
-@register_backbone("lkca-t", family="lkca", paper_names=["ViT/1M-LKCA", "LKCA-T"], aliases=["vit-1m-lkca"])
+@register_backbone("lkca-t", family="lkca", accepts=ACCEPTS, paper_names=["ViT/1M-LKCA", "LKCA-T"], aliases=["vit-1m-lkca"])
 def lkca_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """LKCA-T, ViT/1M-LKCA of the LKCA paper (dim 136, depth 9, 8 heads)."""
     return _lkca(img_size, num_classes, 136, 9, 8, **overrides)
 
 
-@register_backbone("vit-2m-lkca", family="lkca", paper_names=["ViT/2M-LKCA"])
+@register_backbone("vit-2m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/2M-LKCA"])
 def vit_2m_lkca(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/2M-LKCA of the LKCA paper (dim 192, depth 9, 12 heads)."""
     return _lkca(img_size, num_classes, 192, 9, 12, **overrides)
 
 
-@register_backbone("vit-4m-lkca", family="lkca", paper_names=["ViT/4M-LKCA"])
+@register_backbone("vit-4m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/4M-LKCA"])
 def vit_4m_lkca(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/4M-LKCA of the LKCA paper (dim 246, depth 11, 6 heads)."""
     return _lkca(img_size, num_classes, 246, 11, 6, **overrides)
 
 
-@register_backbone("vit-8m-lkca", family="lkca", paper_names=["ViT/8M-LKCA"])
+@register_backbone("vit-8m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/8M-LKCA"])
 def vit_8m_lkca(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/8M-LKCA of the LKCA paper (dim 306, depth 14, 6 heads)."""
     return _lkca(img_size, num_classes, 306, 14, 6, **overrides)
 
 
-@register_backbone("lkca-l", family="lkca", paper_names=["LKCA-L"], aliases=["vit-12m-lkca"])
+@register_backbone("lkca-l", family="lkca", accepts=ACCEPTS, paper_names=["LKCA-L"], aliases=["vit-12m-lkca"])
 def lkca_l(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """LKCA-L of the LKCA paper (dim 360, depth 12, 8 heads, MLP ratio 3)."""
     return _lkca(img_size, num_classes, 360, 12, 8, mlp_ratio=3.0, **overrides)
 
 
-@register_backbone("lkca-hybrid-t", family="lkca-hybrid", in_paper=False)
+@register_backbone("lkca-hybrid-t", family="lkca-hybrid", accepts=ACCEPTS, in_paper=False)
 def lkca_hybrid_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """MSA + LKCA + MLP layers (LKCA paper, section 3.2.3; not in its tables), sized like LKCA-T (dim 128, depth 6)."""
     return hybrid_vit(img_size, num_classes, dim=128, depth=6, heads=8, **overrides)
 
 
-@register_backbone("lkca-hybrid-b", family="lkca-hybrid", in_paper=False)
+@register_backbone("lkca-hybrid-b", family="lkca-hybrid", accepts=ACCEPTS, in_paper=False)
 def lkca_hybrid_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """MSA + LKCA + MLP layers (LKCA paper, section 3.2.3; not in its tables), sized like LKCA-B (dim 210, depth 6)."""
     return hybrid_vit(img_size, num_classes, dim=210, depth=6, heads=10, **overrides)
+
+
+# --- segmentation encoders (Tables 6-7): the ViT-S/B encoders of backbones.vit with LKCA for MSA -----
+# No class token, position embedding over the patch grid, one shared learnable (2s-1)x(2s-1) kernel
+# with s = the training grid = crop / 16 (63x63 at 512x512 crops); the operator runs at any grid.
+@register_backbone("lkca-s", family="lkca", task="segmentation", paper_names=["LKCA-S"], aliases=["lkca-s-seg"],
+                   accepts=ACCEPTS, features=SEG_FEATURES_S)
+def lkca_s_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
+    """LKCA-S/16: ViT-S widths with LKCA replacing MSA (kernel 2s-1, s = img/16) + MultiLevelNeck (Table 7)."""
+    from backbones.vit import SEG_SIZES, PlainPyramidEncoder
+
+    return PlainPyramidEncoder(img_size, **SEG_SIZES["s"], mixer="lkca", **overrides)
+
+
+@register_backbone("lkca-b", family="lkca", task="segmentation", paper_names=["LKCA-B"], aliases=["lkca-b-seg"],
+                   accepts=ACCEPTS, features=SEG_FEATURES_B)
+def lkca_b_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
+    """LKCA-B/16: ViT-B widths with LKCA replacing MSA (kernel 2s-1, s = img/16) + MultiLevelNeck (Table 6)."""
+    from backbones.vit import SEG_SIZES, PlainPyramidEncoder
+
+    return PlainPyramidEncoder(img_size, **SEG_SIZES["b"], mixer="lkca", **overrides)

@@ -1,6 +1,8 @@
 """CIFAR-style ResNets (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016).
 
-NOT models of the LKCA paper's tables: the paper names ResNet only as a segmentation backbone. These are
+The classification ResNets are NOT models of the LKCA paper's tables: the paper names ResNet only as a
+segmentation backbone (``resnet50``, Table 7: timm's ResNet-50 as a stride 4-32 pyramid; mmseg's ResNet is
+the V1c variant with a 3-conv stem, and ``timm_name="resnet50c"`` gives that). The CIFAR ResNets are
 the convolutional references small-image work compares against, offered so users can do the same.
 "CIFAR-style" means a 3x3 stride-1 stem and no max-pool, so a 32x32 image keeps its resolution into
 the first stage.
@@ -30,7 +32,7 @@ def conv_relu_init_(conv: nn.Conv2d) -> None:
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
 
 
-@register_backbone("resnet18-cifar", family="resnet", in_paper=False)
+@register_backbone("resnet18-cifar", family="resnet", in_paper=False, accepts=("drop_path_rate",))
 def resnet18_cifar(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """Not from the paper: CIFAR-style ResNet-18 (timm ResNet-18, 3x3 stride-1 stem, no max-pool)."""
     model = timm.create_model("resnet18", pretrained=False, num_classes=num_classes, **overrides)
@@ -92,3 +94,13 @@ class CifarResNet(nn.Module):
 def resnet56_cifar(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """Not from the paper: the classic CIFAR ResNet-56 of He et al. (3 stages x 9 basic blocks, 16/32/64)."""
     return CifarResNet(num_classes=num_classes, **overrides)
+
+
+@register_backbone("resnet50", family="resnet", task="segmentation", paper_names=["ResNet-50"],
+                   aliases=["resnet50-seg"], accepts=("timm_name",), recipe_kind="cnn",
+                   features=dict(channels=(256, 512, 1024, 2048), strides=(4, 8, 16, 32), size_divisor=32))
+def resnet50_seg(img_size: int = 512, num_classes: int = 150, timm_name: str = "resnet50") -> nn.Module:
+    """ResNet-50 (timm, random init, no drop path as in mmseg) as a stride 4-32 pyramid for UPerNet/FPN (Table 7)."""
+    from backbones._timm_pyramid import TimmPyramid
+
+    return TimmPyramid(timm_name, (1, 2, 3, 4))

@@ -46,15 +46,27 @@ def build_swin(name: str, img_size: int, num_classes: int, **config) -> nn.Modul
     return SwinTransformer(img_size=img_size, num_classes=num_classes, **config)
 
 
-@register_backbone("swin-t", family="swin", paper_names=["Swin-T"])
+@register_backbone("swin-t", family="swin", paper_names=["Swin-T"], accepts=("drop_path_rate",))
 def swin_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """Swin-T of the LKCA paper: timm SwinTransformer + absolute position embedding, embed 64, depths 1/2/1."""
     config = dict(embed_dim=64, depths=(1, 2, 1), num_heads=(2, 4, 8))
     return build_swin("swin-t", img_size, num_classes, **{**config, **overrides})
 
 
-@register_backbone("swin-s", family="swin", paper_names=["Swin-S"])
+@register_backbone("swin-s", family="swin", paper_names=["Swin-S"], accepts=("drop_path_rate",))
 def swin_s(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """Swin-S of the LKCA paper: timm SwinTransformer + absolute position embedding, embed 84, depths 1/3/2."""
     config = dict(embed_dim=84, depths=(1, 3, 2), num_heads=(3, 6, 12))
     return build_swin("swin-s", img_size, num_classes, **{**config, **overrides})
+
+
+@register_backbone("swin-s", family="swin", task="segmentation", paper_names=["Swin-S"], aliases=["swin-s-seg"],
+                   accepts=("drop_path_rate",),
+                   features=dict(channels=(96, 192, 384, 768), strides=(4, 8, 16, 32), size_divisor=32))
+def swin_s_seg(img_size: int = 512, num_classes: int = 150, drop_path_rate: float = 0.3) -> nn.Module:
+    """Swin-S of mmseg's ADE20K config (timm swin_small_patch4_window7, embed 96, depths 2-2-18-2, window 7,
+    drop path 0.3, a LayerNorm on every output as mmseg adds) as a stride 4-32 pyramid (Table 7)."""
+    from backbones._timm_pyramid import TimmPyramid
+
+    return TimmPyramid("swin_small_patch4_window7_224", (0, 1, 2, 3), nhwc_outputs=True, output_norms=True,
+                       img_size=img_size, dynamic_img_size=True, drop_path_rate=drop_path_rate)

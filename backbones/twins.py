@@ -45,3 +45,13 @@ def twins_svt_b(img_size: int = 64, num_classes: int = 10, **overrides) -> nn.Mo
     """Twins_SVT-B of the LKCA paper: vit-pytorch TwinsSVT, dims (16, 32, 64, 128), depths (1, 1, 3, 2), 64x64+."""
     config = dict(emb_dims=(16, 32, 64, 128), depths=(1, 1, 3, 2))
     return build_twins_svt("twins-svt-b", img_size, num_classes, **{**config, **overrides})
+
+
+@register_backbone("twins-pcpvt-s", family="twins", task="segmentation", paper_names=["Twins_PCPVT-S", "Twins-PCPVT-S"],
+                   accepts=("drop_path_rate",),
+                   features=dict(channels=(64, 128, 320, 512), strides=(4, 8, 16, 32), size_divisor=32))
+def twins_pcpvt_s(img_size: int = 512, num_classes: int = 150, drop_path_rate: float = 0.2) -> nn.Module:
+    """Twins-PCPVT-S (timm twins_pcpvt_small, random init, drop path 0.2 as mmseg) as a stride 4-32 pyramid (Table 7)."""
+    from backbones._timm_pyramid import TimmPyramid
+
+    return TimmPyramid("twins_pcpvt_small", (0, 1, 2, 3), img_size=img_size, drop_path_rate=drop_path_rate)

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy
 
-from vbench.suites import Recipe, Suite
+from vbench.recipes import ClassificationRecipe as Recipe
+from vbench.suites import Suite
 
 ERASING_ATTEMPTS = 10  # as torchvision's RandomErasing: up to 10 draws until the box fits
 

@@ -6,6 +6,7 @@ multiply-accumulates (MACs), the same unit as the paper's "Flops" column.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -122,15 +123,83 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 32, in_chans
     return FlopCount(total=total, by_operator=by_operator, uncounted_ops=uncounted)
 
 
-def measure_backbone(name: str, img_size: int = 32, num_classes: int = 10, **overrides) -> dict:
-    """Params and FLOPs of a registered backbone, as plain integers."""
-    from vbench.registry import create_backbone
-
-    model = create_backbone(name, img_size=img_size, num_classes=num_classes, **overrides)
+def measure_model(spec, task: str, img_size: int, num_classes: int) -> dict:
+    """Params and FLOPs of a backbone's ``task`` model, as plain integers."""
+    model = spec.build(img_size=img_size, num_classes=num_classes, task=task)
     flops = count_flops(model, img_size)
-    return {
-        "params": count_params(model),
-        "flops": flops.total,
-        "flops_complete": flops.complete,
-        "uncounted_ops": sorted(flops.uncounted_ops),
-    }
+    return {"params": count_params(model), "flops": flops.total, "flops_complete": flops.complete,
+            "uncounted_ops": sorted(flops.uncounted_ops)}
+
+
+def cached_measurement(spec, task: str, img_size: int, num_classes: int) -> dict:
+    """``measure_model`` through an on-disk cache keyed by (name, task, size, classes, vbench version and the
+    size and time of the file that defines the model); a model that cannot be built gives its ``error``."""
+    import json
+    import sys
+
+    from vbench import __version__
+    from vbench.api import measurement_cache_path
+    from vbench.errors import VbenchError
+
+    module = spec.variant(task).module
+    source = getattr(sys.modules.get(module), "__file__", None) or _module_file(module)
+    stat = os.stat(source) if source else None
+    key = f"{spec.name}|{task}|{img_size}|{num_classes}|{__version__}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
+    path = measurement_cache_path()
+    cache = _read_json(path)
+    if key not in cache:
+        try:
+            cache[key] = {**measure_model(spec, task, img_size, num_classes), "error": None}
+        except VbenchError as exc:
+            cache[key] = {"params": None, "flops": None, "flops_complete": False, "uncounted_ops": [], "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a model that fails at this size is listed with the reason
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            cache[key] = {"params": None, "flops": None, "flops_complete": False, "uncounted_ops": [],
+                          "error": f"{spec.name} fails at {img_size}x{img_size}: {type(exc).__name__}: {first}"}
+        _write_json(path, cache)
+    return dict(cache[key])
+
+
+def _module_file(module: str) -> str | None:
+    import importlib.util
+
+    found = importlib.util.find_spec(module)
+    return found.origin if found else None
+
+
+def _read_json(path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path, data: dict) -> None:
+    """Atomic; a cache that cannot be written just means measuring again next time."""
+    import json
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(data, stream)
+        os.replace(temporary, path)
+    except OSError:
+        pass
+
+
+def layer_summary(model: nn.Module) -> list[dict]:
+    """Top-level children, and the children of any top-level container, with their parameter counts."""
+    rows = []
+    for name, child in model.named_children():
+        rows.append({"module": name, "type": type(child).__name__, "params": count_params(child)})
+        if len(list(child.children())) > 1 and type(child).__name__ in ("Sequential", "ModuleList"):
+            for sub_name, sub in child.named_children():
+                rows.append({"module": f"  {name}.{sub_name}", "type": type(sub).__name__, "params": count_params(sub)})
+    own = sum(p.numel() for p in model.parameters(recurse=False) if p.requires_grad)
+    if own:
+        rows.insert(0, {"module": "(own parameters)", "type": "Parameter", "params": own})
+    return rows

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import csv
 from functools import lru_cache
 from pathlib import Path
-
-import pandas as pd
 
 PAPER_DIR = Path(__file__).resolve().parent.parent / "results" / "paper"
 
 
 @lru_cache(maxsize=None)
-def reference_models() -> pd.DataFrame:
-    """Exact params and FLOP counts of the authors' models at 32/10, 64/10 and 64/200."""
+def reference_models():
+    """Exact params and FLOP counts of the authors' models at 32/10, 64/10 and 64/200 (a DataFrame)."""
+    import pandas as pd
+
     return pd.read_csv(PAPER_DIR / "reference-models.csv")
 
 
 @lru_cache(maxsize=None)
-def paper_tables() -> pd.DataFrame:
-    """Every number published in Tables 1-7."""
+def paper_tables():
+    """Every number published in Tables 1-7 (a DataFrame)."""
+    import pandas as pd
+
     return pd.read_csv(PAPER_DIR / "paper-tables.csv")
 
 
-def reference_rows(spec) -> pd.DataFrame:
+@lru_cache(maxsize=None)
+def published_params_m() -> dict[str, float]:
+    """Published # Params (M) by source name, read without pandas (``vbench list backbones`` is instant)."""
+    with open(PAPER_DIR / "reference-models.csv", newline="", encoding="utf-8") as handle:
+        return {row["source_name"]: float(row["paper_params_m"]) for row in csv.DictReader(handle)
+                if row["paper_setting"] == "yes" and row["paper_params_m"]}
+
+
+def reference_rows(spec):
     """Rows of ``reference-models.csv`` whose source name is the backbone's name or one of its aliases."""
     table = reference_models()
     names = {spec.name.lower(), *(alias.lower() for alias in spec.aliases)}

@@ -1,31 +1,79 @@
-"""Paper-style result tables from the run store.
+"""Paper-style result tables from the run store, one section per table.
 
-Per suite: ``Model | Acc | n | # Params | Flops`` as in Tables 1-3, the accuracy the mean +- std
-over seeds, every LKCA row with its gain over its ViT partner ("<P>-LKCA" against "<P>"); the
-multi-dataset pivot of Table 4 (CIFAR-10, CIFAR-100, SVHN); with ``compare_paper`` the published
-numbers beside the measured ones. pandas and tabulate render the text.
+Classification, per suite: ``Model | Acc | n | # Params | Flops | Epochs | Recipe`` as in Tables 1-3,
+the accuracy the mean +- std over seeds, every LKCA row with its gain over its ViT partner ("<P>-LKCA"
+against "<P>") when both were trained with the same recipe, data and precision (otherwise the cell
+says why there is no gain); the multi-dataset pivot of Table 4 (CIFAR-10, CIFAR-100, SVHN).
+Segmentation: the Tables 6-7 layout, one row per (backbone, head, evaluated iteration). Under every
+table, notes name where each recipe departs from the paper's and which data each row was trained on.
+With ``compare_paper`` the published numbers sit beside the measured ones. ``vbench.render`` turns a
+report into one document of any format.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import pandas as pd
 
 from vbench.errors import VbenchError
 from vbench.paper import paper_tables
+from vbench.results import ResultGroup, finished_results, no_runs_error, paper_recipe, recipe_differences
 
-FORMATS = ("markdown", "latex", "csv", "html", "json")
 TABLE4_DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
 DATASET_TITLES = {**TABLE4_DATASETS, "tiny-imagenet": "Tiny-ImageNet", "ade20k": "ADE20K"}
+HEAD_NAMES = {"upernet": "UPerNet", "fpn": "FPN"}
 LKCA_SUFFIX = "-LKCA"
-UNITS_NOTE = (
+CLASSIFICATION_NOTE = (
     "Acc: top-1 (%) on the test split, mean ± std over n seeds; (+x.xx): gain of an LKCA model over its ViT "
-    "partner; # Params in M; Flops in M, fvcore multiply-accumulates (the paper's counter leaves out the "
-    "attention matmuls, so its Flops are lower)."
-)
+    "partner trained with the same recipe and data; # Params in M; Flops in M, fvcore multiply-accumulates (the "
+    "paper's counter leaves out the attention matmuls, so its Flops are lower); Recipe: the recipe's hash.")
+SEGMENTATION_NOTE = (
+    "aAcc/mIoU: percent on the validation split (mmseg's definitions), mean over n seeds; # Params: the whole "
+    "segmentor, auxiliary head included; Flops: fvcore multiply-accumulates of one image at the training crop.")
+
+
+@dataclass
+class Section:
+    key: str
+    task: str
+    title: str
+    records: list[dict]  # numbers, for machines (csv, json)
+    display: pd.DataFrame  # text cells, for people (markdown, latex, html)
+    notes: list[str] = field(default_factory=list)
+    suite: str | None = None
+    pivot: bool = False  # a view of other sections' rows (Table 4)
+
+
+@dataclass
+class Report:
+    sections: list[Section]
+    notes: list[str]
+    compare_paper: bool
+
+
+def build_report(store, suite: str | None = None, backbones: Iterable[str] | None = None,
+                 compare_paper: bool = False) -> Report:
+    results = finished_results(store, suite=suite, backbones=backbones)
+    if not results.groups:
+        raise no_runs_error(store, suite, backbones)
+    sections: list[Section] = []
+    classification = [g for g in results.groups if g.task == "classification"]
+    for suite_name in sorted({g.suite for g in classification}):
+        sections.append(classification_section([g for g in classification if g.suite == suite_name], compare_paper))
+    if len({g.dataset for g in classification if g.dataset in TABLE4_DATASETS}) >= 2:
+        sections.append(table4_section(classification, compare_paper))
+    segmentation = [g for g in results.groups if g.task == "segmentation"]
+    for suite_name in sorted({g.suite for g in segmentation}):
+        sections.append(segmentation_section(store, [g for g in segmentation if g.suite == suite_name], compare_paper))
+    notes = []
+    if results.hidden:
+        notes.append(f"{results.hidden} finished runs of other recipes, data or precisions are not shown "
+                     "(only runs of one experiment are averaged; `vbench runs` lists them).")
+    if any(g.precision != "fp32" for g in results.groups):
+        notes.append("Runs at bf16/fp16 are reported apart from fp32 runs; the paper's runs were fp32.")
+    return Report(sections, notes, compare_paper)
 
 
 # --- the paper's numbers ---------------------------------------------------------------------------
@@ -50,7 +98,7 @@ def paper_lookup(dataset: str | None, model: str) -> dict | None:
 
 
 def _order_key(dataset: str | None, model: str, backbone: str) -> tuple:
-    """Paper order of the dataset's tables (Tables 1-3 rows first, then 4/5), other paper models, then the rest."""
+    """Paper order of the dataset's tables, other paper models, then the rest."""
     rows = paper_accuracy_rows()
     in_dataset = rows[(rows["dataset"] == dataset) & (rows["model"] == model)]
     if not in_dataset.empty:
@@ -82,191 +130,181 @@ def lkca_partner_names(paper_names: Iterable[str], backbone: str) -> set[str]:
     return partners
 
 
-# --- measured numbers ------------------------------------------------------------------------------
-def done_runs_frame(store, suite: str | None = None, backbones: Iterable[str] | None = None) -> pd.DataFrame:
-    """Finished classification runs, one per (suite, backbone, seed).
-
-    When a (suite, backbone) was run under several recipes, only the recipe of its newest finished run
-    counts (seeds of different recipes must not be averaged); of repeated runs of one seed, the newest.
-    """
-    runs = [run.as_dict() for run in store.list_runs(suite=suite, status="done", task="classification")]
-    frame = pd.DataFrame(runs)
-    if frame.empty:
-        return frame
-    if backbones:
-        frame = frame[frame["backbone"].isin(list(backbones))]
-    frame = frame[frame["top1"].notna()].sort_values("id")
-    latest_hash = frame.groupby(["suite", "backbone"])["recipe_hash"].transform("last")
-    frame = frame[frame["recipe_hash"] == latest_hash]
-    return frame.drop_duplicates(["suite", "backbone", "seed"], keep="last")
-
-
-@dataclass
-class ModelResult:
-    suite: str
-    dataset: str | None
-    backbone: str
-    paper_names: tuple[str, ...]
-    n: int
-    acc_mean: float
-    acc_std: float | None
-    top5_mean: float | None
-    params: int | None
-    flops: int | None
-    seeds: tuple[int, ...]
-
-
-def aggregate(frame: pd.DataFrame) -> list[ModelResult]:
-    results = []
-    for (suite, backbone), group in frame.groupby(["suite", "backbone"], sort=False):
-        accs = group["top1"].astype(float)
-        top5 = group["top5"].dropna().astype(float)
-        first = group.iloc[-1]
-        names = first["paper_names"] if isinstance(first["paper_names"], list) else _registry_paper_names(backbone)
-        results.append(ModelResult(
-            suite=suite, dataset=first.get("dataset"), backbone=backbone, paper_names=tuple(names),
-            n=len(accs), acc_mean=float(accs.mean()), acc_std=float(accs.std(ddof=1)) if len(accs) > 1 else None,
-            top5_mean=float(top5.mean()) if len(top5) else None,
-            params=_int_or_none(first.get("params")), flops=_int_or_none(first.get("flops")),
-            seeds=tuple(int(s) for s in group["seed"]),
-        ))
-    return results
-
-
-def _int_or_none(value) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)
-
-
-def _registry_paper_names(backbone: str) -> list[str]:
-    """Paper names of a run stored without them, from the registry when the backbone is still known."""
-    from vbench import registry
-
-    try:
-        return list(registry.get_backbone(backbone).paper_names)
-    except VbenchError:
-        return []
-
-
-# --- tables ----------------------------------------------------------------------------------------
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
-
-
-def _acc_text(result: ModelResult, gain: float | None) -> str:
-    text = _fmt(result.acc_mean)
-    if result.acc_std is not None:
-        text += f" ± {result.acc_std:.2f}"
-    if gain is not None:
-        text += f" ({gain:+.2f})"
-    return text
-
-
-def suite_records(results: list[ModelResult], compare_paper: bool) -> list[dict]:
-    """One record per model of one suite, numeric, in paper order, with the LKCA-over-ViT gains."""
-    records = []
-    for result in results:
-        name = display_name(result.paper_names, result.dataset, result.backbone)
-        records.append({"result": result, "model": name})
-    _disambiguate(records)
-    for record in records:
-        result = record.pop("result")
-        partner = _partner(result, results)
-        paper = paper_lookup(result.dataset, record["model"]) if compare_paper else None
-        record.update({
-            "suite": result.suite, "dataset": result.dataset, "backbone": result.backbone,
-            "n": result.n, "acc_mean": result.acc_mean, "acc_std": result.acc_std,
-            "gain": result.acc_mean - partner.acc_mean if partner else None,
-            "partner": partner.backbone if partner else None,
-            "top5_mean": result.top5_mean,
-            "params_m": result.params / 1e6 if result.params is not None else None,
-            "flops_m": result.flops / 1e6 if result.flops is not None else None,
-            "seeds": list(result.seeds),
-        })
-        if compare_paper:
-            record.update({
-                "paper_acc": paper["acc"] if paper else None,
-                "acc_diff": result.acc_mean - paper["acc"] if paper else None,
-                "paper_params_m": paper["params_m"] if paper else None,
-                "paper_flops_m": paper["flops_m"] if paper else None,
-            })
-    records.sort(key=lambda r: _order_key(r["dataset"], r["model"], r["backbone"]))
-    return records
-
-
-def _disambiguate(records: list[dict]) -> None:
-    """Two backbones showing the same paper name get their backbone name added."""
-    counts = pd.Series([r["model"] for r in records]).value_counts()
-    for record in records:
-        if counts[record["model"]] > 1:
-            record["model"] = f"{record['model']} ({record['result'].backbone})"
-
-
-def _partner(result: ModelResult, results: list[ModelResult]) -> ModelResult | None:
-    wanted = {name.lower() for name in lkca_partner_names(result.paper_names, result.backbone)}
-    if not wanted:
-        return None
-    for other in results:
-        if other is result:
-            continue
-        names = {name.lower() for name in other.paper_names} | {other.backbone.lower()}
-        if names & wanted:
+def partner_of(group: ResultGroup, groups: list[ResultGroup]) -> ResultGroup | None:
+    wanted = {name.lower() for name in lkca_partner_names(group.paper_names, group.backbone)}
+    for other in groups:
+        if other is not group and wanted & ({n.lower() for n in other.paper_names} | {other.backbone.lower()}):
             return other
     return None
 
 
-def suite_display_frame(records: list[dict], compare_paper: bool) -> pd.DataFrame:
+# --- numbers and text ------------------------------------------------------------------------------
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def signed(value: float | None) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:+.2f}"
+
+
+def millions(count: int | None) -> float | None:
+    return None if count is None else count / 1e6
+
+
+def params_text(value_m: float | None) -> str:
+    """Millions with two decimals, more where a tiny model would show 0.00."""
+    if value_m is None or pd.isna(value_m):
+        return "-"
+    return f"{value_m:.2f}" if value_m >= 0.1 or value_m == 0 else f"{value_m:.4f}"
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    series = pd.Series(values, dtype=float)
+    return float(series.mean()), float(series.std(ddof=1)) if len(series) > 1 else None
+
+
+def recipe_notes(groups: list[ResultGroup]) -> list[str]:
+    """One line per recipe and per data set the rows were trained with."""
+    notes = []
+    for recipe_hash in dict.fromkeys(g.recipe_hash for g in groups):
+        group = next(g for g in groups if g.recipe_hash == recipe_hash)
+        differences = recipe_differences(group.recipe, paper_recipe(group.task, group.dataset))
+        steps = f"{group.steps} {group.step_unit}{'' if group.steps == 1 else 's'}"
+        text = "the paper's recipe" if not differences else "differs from the paper's: " + ", ".join(differences)
+        notes.append(f"Recipe {recipe_hash[:8]} ({steps}): {text}.")
+    for data_id in dict.fromkeys(g.data_id for g in groups):
+        group = next(g for g in groups if g.data_id == data_id)
+        data = group.data
+        if data_id is None:
+            notes.append("Data unknown: these runs were recorded before vbench stored the data's identity.")
+            continue
+        sizes = data.get("sizes") or {}
+        limit = f", --limit {data['limit']}" if data.get("limit") else ""
+        where = f" from {data['root']}" if data.get("root") else ""
+        notes.append(f"Data {data_id[:8]}: {sizes.get('train', '?')} train / {sizes.get('test', '?')} "
+                     f"test images{where}{limit}.")
+    return notes
+
+
+def _paper_recipe_flag(group: ResultGroup) -> bool:
+    return not recipe_differences(group.recipe, paper_recipe(group.task, group.dataset))
+
+
+# --- classification --------------------------------------------------------------------------------
+def classification_records(groups: list[ResultGroup], compare_paper: bool) -> list[dict]:
+    """One record per backbone of one suite, numeric, in paper order, with the LKCA-over-ViT gains."""
+    names = [display_name(g.paper_names, g.dataset, g.backbone) for g in groups]
+    records = []
+    for group, name in zip(groups, names):
+        if names.count(name) > 1:
+            name = f"{name} ({group.backbone})"
+        accuracy = list(group.values("top1").values())
+        acc_mean, acc_std = mean_std(accuracy)
+        top5 = list(group.values("top5").values())
+        partner = partner_of(group, groups)
+        why_not = group.same_experiment(partner) if partner else None
+        partner_mean = mean_std(list(partner.values("top1").values()))[0] if partner and not why_not else None
+        record = {
+            "task": group.task, "suite": group.suite, "dataset": group.dataset, "model": name, "backbone": group.backbone,
+            "n": group.n, "seeds": group.seeds, "acc_mean": acc_mean, "acc_std": acc_std,
+            "gain": acc_mean - partner_mean if partner_mean is not None else None,
+            "gain_note": f"no gain: {why_not} from {partner.backbone}'s" if why_not else None,
+            "partner": partner.backbone if partner else None,
+            "top5_mean": mean_std(top5)[0] if top5 else None,
+            "params_m": millions(group.params), "flops_m": millions(group.flops),
+            "epochs": group.steps, "recipe_hash": group.recipe_hash, "data_id": group.data_id,
+            "precision": group.precision, "images_per_s": group.images_per_s,
+            "run_ids": [run.id for run in group.runs],
+        }
+        if compare_paper:
+            paper = paper_lookup(group.dataset, name)
+            record.update({
+                "paper_acc": paper["acc"] if paper else None,
+                "acc_diff": acc_mean - paper["acc"] if paper else None,
+                "paper_params_m": paper["params_m"] if paper else None,
+                "paper_flops_m": paper["flops_m"] if paper else None,
+                "paper_recipe": _paper_recipe_flag(group),
+            })
+        records.append(record)
+    records.sort(key=lambda r: _order_key(r["dataset"], r["model"], r["backbone"]))
+    return records
+
+
+def _acc_text(record: dict) -> str:
+    text = fmt(record["acc_mean"])
+    if record["acc_std"] is not None:
+        text += f" ± {record['acc_std']:.2f}"
+    if record["gain"] is not None:
+        text += f" ({record['gain']:+.2f})"
+    elif record.get("gain_note"):
+        text += f" ({record['gain_note']})"
+    return text
+
+
+def classification_section(groups: list[ResultGroup], compare_paper: bool) -> Section:
+    records = classification_records(groups, compare_paper)
     rows = []
     for record in records:
-        row = {"Model": record["model"], "Acc": _acc_text(_as_result(record), record["gain"]), "n": str(record["n"])}
+        row = {"Model": record["model"], "Acc": _acc_text(record), "n": str(record["n"])}
         if compare_paper:
-            row["Paper Acc"] = _fmt(record["paper_acc"])
-            row["Δ Acc"] = _signed(record["acc_diff"])
-        row["# Params"] = _fmt(record["params_m"])
+            row.update({"Paper Acc": fmt(record["paper_acc"]), "Δ Acc": signed(record["acc_diff"])})
+        row["# Params"] = params_text(record["params_m"])
         if compare_paper:
-            row["Paper # Params"] = _fmt(record["paper_params_m"])
-        row["Flops"] = _fmt(record["flops_m"])
+            row["Paper # Params"] = fmt(record["paper_params_m"])
+        row["Flops"] = fmt(record["flops_m"])
         if compare_paper:
-            row["Paper Flops"] = _fmt(record["paper_flops_m"])
+            row["Paper Flops"] = fmt(record["paper_flops_m"])
+        row.update({"Epochs": str(record["epochs"]), "Recipe": record["recipe_hash"][:8]})
+        if compare_paper:
+            row["Paper recipe"] = "yes" if record["paper_recipe"] else "no"
         rows.append(row)
-    return pd.DataFrame(rows)
+    first = groups[0]
+    notes = recipe_notes(groups) + [CLASSIFICATION_NOTE]
+    if compare_paper and not all(r["paper_recipe"] for r in records):
+        notes.insert(0, "Rows with Paper recipe 'no' were not trained with the paper's recipe: their accuracy is "
+                        "not comparable with the published one.")
+    return Section(first.suite, "classification", _suite_title(first.suite, first.dataset), records,
+                   pd.DataFrame(rows), notes, suite=first.suite)
 
 
-def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.2f}"
-
-
-def _as_result(record: dict) -> ModelResult:
-    return ModelResult(record["suite"], record["dataset"], record["backbone"], (), record["n"], record["acc_mean"],
-                       record["acc_std"], None, None, None, ())
-
-
-def table4_records(results: list[ModelResult], compare_paper: bool) -> tuple[list[dict], list[tuple[str, str]]]:
-    """The Table 4 pivot: one row per backbone, one accuracy column per CIFAR-10/CIFAR-100/SVHN suite.
-
-    Returns the records and the (suite, column title) pairs, in Table 4's column order.
-    """
+def table4_section(groups: list[ResultGroup], compare_paper: bool) -> Section:
+    """The Table 4 pivot: one row per backbone, one accuracy column per CIFAR-10/CIFAR-100/SVHN suite."""
     columns = []
     for dataset, title in TABLE4_DATASETS.items():
-        suites = sorted({r.suite for r in results if r.dataset == dataset})
-        for suite in suites:
-            columns.append((suite, title if len(suites) == 1 else f"{title} ({suite})"))
+        suites = sorted({g.suite for g in groups if g.dataset == dataset})
+        columns += [(suite, title if len(suites) == 1 else f"{title} ({suite})") for suite in suites]
     by_backbone: dict[str, dict] = {}
     for suite, title in columns:
-        for result in (r for r in results if r.suite == suite):
-            name = display_name(result.paper_names, result.dataset, result.backbone, tables=[4])
-            record = by_backbone.setdefault(result.backbone, {
-                "model": name, "backbone": result.backbone,
-                "params_m": result.params / 1e6 if result.params is not None else None,
-                "flops_m": result.flops / 1e6 if result.flops is not None else None,
-            })
-            record[title] = {"n": result.n, "acc_mean": result.acc_mean, "acc_std": result.acc_std}
+        for group in (g for g in groups if g.suite == suite):
+            name = display_name(group.paper_names, group.dataset, group.backbone, tables=[4])
+            record = by_backbone.setdefault(group.backbone, {
+                "task": "classification", "model": name, "backbone": group.backbone,
+                "params_m": millions(group.params), "flops_m": millions(group.flops)})
+            acc_mean, acc_std = mean_std(list(group.values("top1").values()))
+            cell = {"n": group.n, "acc_mean": acc_mean, "acc_std": acc_std, "recipe_hash": group.recipe_hash}
             if compare_paper:
-                paper = paper_lookup(result.dataset, name)
-                record[title]["paper_acc"] = paper["acc"] if paper else None
-                record[title]["acc_diff"] = result.acc_mean - paper["acc"] if paper else None
-    records = list(by_backbone.values())
-    records.sort(key=lambda r: _table4_order(r["model"], r["backbone"]))
-    return records, columns
+                paper = paper_lookup(group.dataset, name)
+                cell.update(paper_acc=paper["acc"] if paper else None,
+                            acc_diff=acc_mean - paper["acc"] if paper else None)
+            record[title] = cell
+    records = sorted(by_backbone.values(), key=lambda r: _table4_order(r["model"], r["backbone"]))
+    rows = []
+    for record in records:
+        row = {"Model": record["model"]}
+        for _, title in columns:
+            cell = record.get(title)
+            text = "-" if cell is None else fmt(cell["acc_mean"]) + (
+                f" ± {cell['acc_std']:.2f}" if cell["acc_std"] is not None else "") + f" (n={cell['n']})"
+            row[title] = text
+            if compare_paper:
+                row[f"{title} paper"] = fmt(cell["paper_acc"]) if cell else "-"
+                row[f"{title} Δ"] = signed(cell["acc_diff"]) if cell else "-"
+        row["# Params"] = params_text(record["params_m"])
+        row["Flops"] = fmt(record["flops_m"])
+        rows.append(row)
+    notes = ["Each column is the suite's own table above; see its notes for the recipe and data of each row."]
+    return Section("table4", "classification", "CIFAR-10 / CIFAR-100 / SVHN (Table 4)", records, pd.DataFrame(rows),
+                   notes, pivot=True)
 
 
 def _table4_order(model: str, backbone: str) -> tuple:
@@ -277,141 +315,105 @@ def _table4_order(model: str, backbone: str) -> tuple:
     return (1,) + _order_key(None, model, backbone)[1:]
 
 
-def table4_display_frame(records: list[dict], columns: list[tuple[str, str]], compare_paper: bool) -> pd.DataFrame:
-    rows = []
-    for record in records:
-        row = {"Model": record["model"]}
-        for _, title in columns:
-            cell = record.get(title)
-            if cell is None:
-                row[title] = "-"
-                if compare_paper:
-                    row[f"{title} paper"] = row[f"{title} Δ"] = "-"
-                continue
-            text = _fmt(cell["acc_mean"]) + (f" ± {cell['acc_std']:.2f}" if cell["acc_std"] is not None else "")
-            row[title] = f"{text} (n={cell['n']})"
-            if compare_paper:
-                row[f"{title} paper"] = _fmt(cell["paper_acc"])
-                row[f"{title} Δ"] = _signed(cell["acc_diff"])
-        row["# Params"] = _fmt(record["params_m"])
-        row["Flops"] = _fmt(record["flops_m"])
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# --- rendering -------------------------------------------------------------------------------------
-@dataclass
-class Report:
-    suites: list[tuple[str, str | None, list[dict]]]  # (suite, dataset, records)
-    table4: tuple[list[dict], list[tuple[str, str]]] | None
-    compare_paper: bool
-
-
-def build_report(store, suite: str | None = None, backbones: Iterable[str] | None = None,
-                 compare_paper: bool = False) -> Report:
-    frame = done_runs_frame(store, suite=suite, backbones=backbones)
-    if frame.empty:
-        where = f" for suite {suite!r}" if suite else ""
-        picked = f" and backbones {', '.join(backbones)}" if backbones else ""
-        raise VbenchError(f"no finished runs{where}{picked} in {store.url}; run `vbench run --suite ... --backbones ...` first")
-    results = aggregate(frame)
-    suites = []
-    for suite_name in sorted({r.suite for r in results}):
-        suite_results = [r for r in results if r.suite == suite_name]
-        suites.append((suite_name, suite_results[0].dataset, suite_records(suite_results, compare_paper)))
-    table4 = None
-    if len({r.dataset for r in results if r.dataset in TABLE4_DATASETS}) >= 2:
-        table4 = table4_records(results, compare_paper)
-    return Report(suites=suites, table4=table4, compare_paper=compare_paper)
-
-
 def _suite_title(suite: str, dataset: str | None) -> str:
     title = DATASET_TITLES.get(dataset or "", dataset)
     return f"{suite} ({title})" if title and title != suite else suite
 
 
-def _right_aligned(frame: pd.DataFrame) -> list[str]:
-    return ["left" if column == "Model" else "right" for column in frame.columns]
+# --- segmentation ----------------------------------------------------------------------------------
+def paper_style(count: float | None, unit: float, names: tuple[str, str]) -> str:
+    """``count`` in ``unit`` with 2 decimals, or in the next unit (x1000) with 3 decimals from 100 up."""
+    if count is None or pd.isna(count):
+        return "-"
+    value = count / unit
+    return f"{value / 1000:.3f}{names[1]}" if value >= 100 else f"{value:.2f}{names[0]}"
 
 
-def render(report: Report, fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise VbenchError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return {"markdown": _markdown, "latex": _latex, "csv": _csv, "html": _html, "json": _json}[fmt](report)
+def seg_params_text(count) -> str:
+    return paper_style(count, 1e6, ("M", "G"))
 
 
-def _sections(report: Report) -> list[tuple[str, pd.DataFrame]]:
-    sections = [(_suite_title(suite, dataset), suite_display_frame(records, report.compare_paper))
-                for suite, dataset, records in report.suites]
-    if report.table4 is not None:
-        records, columns = report.table4
-        sections.append(("CIFAR-10 / CIFAR-100 / SVHN (Table 4)", table4_display_frame(records, columns, report.compare_paper)))
-    return sections
+def seg_flops_text(count) -> str:
+    return paper_style(count, 1e9, ("G", "T"))
 
 
-def _markdown(report: Report) -> str:
-    parts = []
-    for title, frame in _sections(report):
-        parts.append(f"## {title}\n\n{frame.to_markdown(index=False, colalign=_right_aligned(frame), disable_numparse=True)}\n")
-    parts.append(f"{UNITS_NOTE}\n")
-    return "\n".join(parts)
+def paper_segmentation_rows() -> pd.DataFrame:
+    """Tables 6-7 as one row per (model, iterations, head): aAcc, mIoU and the published size strings."""
+    table = paper_tables()
+    rows = table[table["dataset"] == "ade20k"]
+    wide = rows.pivot_table(index=["table", "model", "iterations", "head", "params", "flops"], columns="metric",
+                            values="value", aggfunc="first").reset_index()
+    wide["iterations"] = wide["iterations"].astype(int)
+    return wide
 
 
-def _latex(report: Report) -> str:
-    parts = []
-    for title, frame in _sections(report):
-        column_format = "".join("l" if a == "left" else "r" for a in _right_aligned(frame))
-        text = frame.to_latex(index=False, escape=True, column_format=column_format, caption=title)
-        parts.append(text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$"))
-    parts.append(f"% {UNITS_NOTE}\n")
-    return "\n".join(parts)
+def _paper_match(paper: pd.DataFrame, names: Iterable[str], iteration: int, head: str):
+    keys = {name.lower() for name in names}
+    found = paper[paper["model"].str.lower().isin(keys) & (paper["iterations"] == iteration)
+                  & (paper["head"].str.lower() == HEAD_NAMES.get(head, head).lower())]
+    return None if found.empty else found.iloc[0]
 
 
-def _html(report: Report) -> str:
-    body = "\n".join(f"<h2>{title}</h2>\n{frame.to_html(index=False, border=0)}" for title, frame in _sections(report))
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>vbench report</title></head><body>\n"
-        f"{body}\n<p>{UNITS_NOTE}</p>\n</body></html>\n"
-    )
+def segmentation_records(store, groups: list[ResultGroup], compare_paper: bool) -> list[dict]:
+    """One record per (backbone, head, evaluated iteration), the metrics averaged over the group's seeds."""
+    steps = store.steps_of([run.id for g in groups for run in g.runs])
+    paper = paper_segmentation_rows() if compare_paper else None
+    records = []
+    for group in groups:
+        per_iteration: dict[int, list[dict]] = {}
+        for run in group.runs:
+            for step in steps[run.id]:
+                if "mIoU" in step.metrics:
+                    per_iteration.setdefault(step.step, []).append(step.metrics)
+        head = group.recipe.get("head", "upernet")
+        name = group.paper_names[0] if group.paper_names else group.backbone
+        for iteration, rows in sorted(per_iteration.items()):
+            record = {"task": "segmentation", "suite": group.suite, "dataset": group.dataset, "model": name,
+                      "backbone": group.backbone, "head": head, "iteration": iteration, "n": len(rows),
+                      "seeds": group.seeds, "params_m": millions(group.params), "flops_g": (group.flops or 0) / 1e9 or None,
+                      "iterations": group.steps, "recipe_hash": group.recipe_hash, "data_id": group.data_id,
+                      "precision": group.precision}
+            for metric in ("aAcc", "mIoU", "mAcc"):
+                values = [r[metric] for r in rows if r.get(metric) is not None]
+                record[metric] = sum(values) / len(values) if values else None
+            if paper is not None:
+                match = _paper_match(paper, [*group.paper_names, group.backbone], iteration, head)
+                record.update({"paper_aAcc": _number(match, "aAcc"), "paper_mIoU": _number(match, "mIoU"),
+                               "paper_params": match["params"] if match is not None else None,
+                               "paper_flops": match["flops"] if match is not None else None,
+                               "paper_recipe": _paper_recipe_flag(group)})
+            records.append(record)
+    records.sort(key=lambda r: (r["iteration"], r["head"], r["model"]))
+    return records
 
 
-def long_records(report: Report) -> list[dict]:
-    """Every suite's rows as flat numeric records (CSV and JSON)."""
+def _number(match, key: str) -> float | None:
+    return None if match is None or pd.isna(match[key]) else float(match[key])
+
+
+def segmentation_section(store, groups: list[ResultGroup], compare_paper: bool) -> Section:
+    records = segmentation_records(store, groups, compare_paper)
     rows = []
-    for _, _, records in report.suites:
-        for record in records:
-            rows.append({key: value for key, value in record.items() if key != "seeds"} | {
-                "seeds": " ".join(str(s) for s in record["seeds"])})
-    return rows
+    for record in records:
+        row = {"Backbone": record["model"], "Iteration": str(record["iteration"]),
+               "Algorithm": HEAD_NAMES.get(record["head"], record["head"]), "aAcc(%)": fmt(record["aAcc"]),
+               "mIoU(%)": fmt(record["mIoU"]), "n": str(record["n"]),
+               "# Params": seg_params_text(record["params_m"] * 1e6 if record["params_m"] else None),
+               "Flops": seg_flops_text(record["flops_g"] * 1e9 if record["flops_g"] else None),
+               "Recipe": record["recipe_hash"][:8]}
+        if compare_paper:
+            row.update({"Paper aAcc(%)": fmt(record["paper_aAcc"]), "Paper mIoU(%)": fmt(record["paper_mIoU"]),
+                        "Paper # Params": record["paper_params"] or "-", "Paper Flops": record["paper_flops"] or "-",
+                        "Paper recipe": "yes" if record["paper_recipe"] else "no"})
+        rows.append(row)
+    first = groups[0]
+    title = f"{first.suite} ({DATASET_TITLES.get(first.dataset or '', first.dataset)}, Tables 6-7)"
+    return Section(first.suite, "segmentation", title, records, pd.DataFrame(rows),
+                   recipe_notes(groups) + [SEGMENTATION_NOTE], suite=first.suite)
 
 
-CSV_COLUMNS = ["suite", "dataset", "model", "backbone", "n", "seeds", "acc_mean", "acc_std", "gain", "partner",
-               "top5_mean", "params_m", "flops_m"]
-PAPER_COLUMNS = ["paper_acc", "acc_diff", "paper_params_m", "paper_flops_m"]
+def check_format(fmt_name: str) -> None:
+    from vbench.render import FORMATS
 
-
-def _csv(report: Report) -> str:
-    columns = CSV_COLUMNS + (PAPER_COLUMNS if report.compare_paper else [])
-    frame = pd.DataFrame(long_records(report), columns=columns)
-    return frame.to_csv(index=False, float_format="%.4f")
-
-
-def _json(report: Report) -> str:
-    payload = {"suites": [], "table4": None, "note": UNITS_NOTE}
-    for suite, dataset, records in report.suites:
-        payload["suites"].append({"suite": suite, "dataset": dataset, "rows": records})
-    if report.table4 is not None:
-        records, columns = report.table4
-        payload["table4"] = {"columns": [title for _, title in columns], "rows": records}
-    return json.dumps(_rounded(payload), indent=2) + "\n"
-
-
-def _rounded(value, digits: int = 6):
-    """Plain JSON types, floats rounded so that 94.25 - 94.11 prints as 0.14."""
-    if isinstance(value, dict):
-        return {key: _rounded(item, digits) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_rounded(item, digits) for item in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    return round(value, digits) if isinstance(value, float) else value
+    if fmt_name not in FORMATS:
+        raise VbenchError(f"unknown --format {fmt_name!r}; choose one of {', '.join(FORMATS)}")

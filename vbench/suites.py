@@ -1,19 +1,22 @@
-"""Suites: a dataset, its normalisation and the whole training recipe, read from one TOML file.
+"""Suites: a dataset, its normalisation and its task's recipe, read from declarative TOML.
 
-A suite file has top-level keys describing the data and a ``[recipe]`` table with every
-hyper-parameter of the paper's recipe (see ``Recipe``). Built-in suites live in the ``suites``
-package (``suites/<name>.toml``); ``load_suite`` also takes a path to a user's own file. Loading
-validates every key and type and reports the first problem as one ``VbenchError`` that names the key
-and the file.
+A suite file holds the data keys of ``Suite`` at the top level, ``task`` (default classification),
+a ``[recipe]`` table with keys of the task's recipe class, and optionally ``include = "other.toml"``
+(or a list): included files are read first and this file's keys override theirs, tables merged key by
+key, the way mmsegmentation's ``_base_`` and lm-evaluation-harness's ``include`` work. An include is
+found beside the including file, else among the built-in suites (``include = "cifar10"``).
+
+One reader, one merge and one type coercer (driven by the dataclass fields) serve every task, the
+command line's overrides (``--epochs``, ``--set key=value``) included: every value keeps the source
+that set it, so a bad value is one error naming the key and the file or flag it came from.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import tomllib
+import types
 import typing
 from dataclasses import dataclass
 from importlib import resources
@@ -21,56 +24,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from vbench.errors import UnknownNameError, VbenchError
+from vbench.recipes import Recipe
+from vbench.tasks import TaskInfo, get_task
 
-TASKS = ("classification", "segmentation")
-KINDS = ("cifar10", "cifar100", "svhn", "tiny-imagenet", "image-folder", "smoke", "ade20k")
-AUTOAUGMENT_POLICIES = ("cifar10", "svhn", "imagenet", "none")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-
-
-class HashedRecipe:
-    """Mixin of the recipe dataclasses: plain-data ``to_dict()`` and a stable ``hash()`` of it."""
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def hash(self) -> str:
-        """Stable sha256 (first 16 hex digits) of the canonical JSON of ``to_dict()``."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Recipe(HashedRecipe):
-    """Every hyper-parameter of the paper's recipe (``[recipe]`` table of a suite file)."""
-
-    epochs: int = 100
-    warmup_epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    drop_path: float = 0.1
-    repeats: int = 3  # repeated-augmentation passes per epoch (the sampler's length factor)
-    crop_padding: int = 4
-    hflip: float = 0.5
-    autoaugment: str = "cifar10"  # cifar10 | svhn | imagenet | none
-    erasing_prob: float = 0.25
-    erasing_max_area: float = 0.4
-    erasing_min_area: float = 0.02
-    erasing_aspect: float = 0.3  # aspect ratio drawn log-uniformly from (aspect, 1/aspect)
-    mix_prob: float = 0.5
-    switch_prob: float = 0.5  # chance that a mixing step is CutMix rather than Mixup
-    mixup_alpha: float = 1.0
-    cutmix_alpha: float = 1.0
-    eval_batch_size: int = 256
-    seed: int = 0
-
-
-
-RECIPE_TYPES: dict[str, type] = typing.get_type_hints(Recipe)  # key -> int | float | str
+SETTABLE_TOP_LEVEL = ("img_size",)
+CLI_OVERRIDES = ("epochs", "batch_size", "lr", "seed")  # recipe keys with a flag of their own
 
 
 @dataclass(frozen=True)
@@ -87,29 +45,31 @@ class Suite:
     recipe: Recipe
     description: str = ""
 
-    def with_overrides(self, **recipe_overrides) -> "Suite":
-        """This suite with some recipe keys replaced (validated like the file's own keys)."""
-        values = self.recipe.to_dict()
-        for key, value in recipe_overrides.items():
-            values[key] = _check_recipe_value(key, value, source="override")
-        return dataclasses.replace(self, recipe=_checked_recipe(values, source="override"))
+    @property
+    def task_info(self) -> TaskInfo:
+        return get_task(self.task)
+
+    @property
+    def crop_size(self) -> int:
+        """Segmentation suites: the square training crop (``img_size``)."""
+        return self.img_size
+
+    def with_recipe(self, **changes: Any) -> "Suite":
+        """This suite with recipe keys replaced, checked (and warm-up following) as with ``--set``."""
+        table = {**self.recipe.to_dict(), **changes}
+        origins = {("recipe", key): Origin(1 if key in changes else 0, "override") for key in table}
+        return dataclasses.replace(self, recipe=_build_recipe(self.task_info, table, origins))
 
 
-# Top-level keys of a suite file: key -> (type, required)
-_SUITE_KEYS: dict[str, tuple[type, bool]] = {
-    "name": (str, False),
-    "description": (str, False),
-    "task": (str, False),
-    "kind": (str, True),
-    "root": (str, False),
-    "img_size": (int, True),
-    "num_classes": (int, True),
-    "mean": (list, True),
-    "std": (list, True),
-    "recipe": (dict, False),
-}
+@dataclass(frozen=True)
+class Origin:
+    layer: int  # later layers override earlier ones
+    source: str  # a file path or a command-line flag
 
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
+
+_TOP_LEVEL_TYPES = {name: hint for name, hint in typing.get_type_hints(Suite).items() if name not in ("path", "recipe")}
+_REQUIRED = ("kind", "img_size", "num_classes", "mean", "std")
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def default_data_root() -> Path:
@@ -119,77 +79,57 @@ def default_data_root() -> Path:
 
 
 def builtin_suites() -> list[str]:
-    return sorted(p.name[: -len(".toml")] for p in resources.files("suites").iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[: -len(".toml")] for p in resources.files("suites").iterdir()
+                  if p.name.endswith(".toml") and not p.name.startswith("_"))
 
 
-def load_suite(name_or_path: str, overrides: Mapping[str, Any] | None = None, sets: Iterable[str] = ()) -> Suite:
-    """Read a built-in suite by name or a user's suite file by path, then apply overrides.
-
-    ``overrides`` holds recipe keys (``epochs``, ``batch_size``, ``lr``, ``seed``, ...) and
-    ``data_root`` (replaces the suite's root); ``None`` values are ignored so a CLI can pass its
-    unset options straight through. ``sets`` are ``key=value`` strings for any recipe key, the
-    value parsed as a TOML scalar (a bare word that is not TOML is taken as a string).
-    """
-    path = _resolve_suite_path(name_or_path)
-    if _is_segmentation_file(path):   # task = "segmentation": its own recipe (iterations, heads, optimisers)
-        from vbench.segmentation.recipe import load_segmentation_suite
-
-        return load_segmentation_suite(str(path), overrides, sets)
-    suite = _parse_suite_file(path)
-    recipe_overrides: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key == "data_root":
-            suite = dataclasses.replace(suite, root=str(Path(value).expanduser()))
-        elif key in RECIPE_TYPES:
-            recipe_overrides[key] = value
-        else:
-            raise VbenchError(f"unknown override {key!r}; known: data_root, {', '.join(RECIPE_TYPES)}")
-    for assignment in sets:
-        key, value = parse_set(assignment)
-        recipe_overrides[key] = value
-    return suite.with_overrides(**recipe_overrides) if recipe_overrides else suite
+def _builtin_path(name: str) -> Path:
+    return Path(str(resources.files("suites").joinpath(f"{name.removesuffix('.toml')}.toml")))
 
 
-def _is_segmentation_file(path: Path) -> bool:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get("task") == "segmentation"
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False   # _parse_suite_file reports the problem
-
-
-def parse_set(assignment: str) -> tuple[str, Any]:
-    """``"lr=5e-4"`` -> ``("lr", 0.0005)``; the key may carry a ``recipe.`` prefix."""
-    key, sep, text = assignment.partition("=")
-    key = key.strip().removeprefix("recipe.")
-    if not sep or not key:
-        raise VbenchError(f"--set {assignment!r} is not key=value (for example --set lr=5e-4)")
-    if key not in RECIPE_TYPES:
-        raise VbenchError(f"--set: unknown recipe key {key!r}; known keys: {', '.join(RECIPE_TYPES)}")
-    text = text.strip()
-    try:
-        value = tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        value = text  # a bare word such as `autoaugment=svhn`
-    return key, _check_recipe_value(key, value, source="--set")
-
-
-def _resolve_suite_path(name_or_path: str) -> Path:
+def resolve_suite_path(name_or_path: str) -> Path:
     if name_or_path in builtin_suites():
-        return Path(str(resources.files("suites").joinpath(f"{name_or_path}.toml")))
+        return _builtin_path(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
     if path.suffix == ".toml" or os.sep in name_or_path:
         raise VbenchError(f"suite file {str(path)!r} does not exist")
-    raise UnknownNameError(
-        f"unknown suite {name_or_path!r}; built-in suites: {', '.join(builtin_suites())} (or give a path to a .toml file)"
-    )
+    raise UnknownNameError(f"unknown suite {name_or_path!r}; built-in suites: {', '.join(builtin_suites())} "
+                           "(or give a path to a .toml file)")
 
 
-def read_suite_toml(path: Path) -> dict:
-    """The parsed TOML of a suite file; unreadable or invalid TOML is one error naming the file."""
+def load_suite(name_or_path: str, overrides: Mapping[str, Any] | None = None, sets: Iterable[str] = ()) -> Suite:
+    """A built-in suite by name, or a suite file by path, with the command line's changes applied.
+
+    ``overrides``: ``data_root`` and the recipe keys of ``CLI_OVERRIDES`` (``None`` values are
+    skipped, so a CLI passes its unset options straight through); ``sets``: ``key=value`` strings for
+    any recipe key, the value read as TOML (a bare word that is not TOML is taken as a string).
+    """
+    path = resolve_suite_path(name_or_path)
+    tree, origins = _merge(_read_with_includes(path, chain=()))
+    layer = max((o.layer for o in origins.values()), default=0) + 1
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "data_root":
+            tree["root"] = str(Path(value).expanduser().resolve())
+            origins[("root",)] = Origin(layer, "--data-root")
+        elif key in CLI_OVERRIDES:
+            _assign(tree, origins, ("recipe", key), value, Origin(layer, f"--{key.replace('_', '-')}"))
+        else:
+            raise VbenchError(f"unknown override {key!r}; known: data_root, {', '.join(CLI_OVERRIDES)}")
+    task = get_task(_task_name(tree, origins))
+    for assignment in sets:
+        layer += 1
+        for key_path, value in _parse_set(assignment, task, tree):
+            _assign(tree, origins, key_path, value, Origin(layer, "--set"))
+    return _build_suite(tree, origins, path, task)
+
+
+# --- reading and merging ---------------------------------------------------------------------------
+def read_toml(path: Path) -> dict:
+    """The parsed TOML of ``path``; unreadable or invalid TOML is one error naming the file."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -198,118 +138,210 @@ def read_suite_toml(path: Path) -> dict:
         raise VbenchError(f"cannot read suite file {path}: {exc}") from None
 
 
-def _parse_suite_file(path: Path) -> Suite:
-    data = read_suite_toml(path)
+def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> list[tuple[str, dict]]:
+    """(source, table) of every file behind ``path``, includes first."""
+    path = path.resolve()
+    if path in chain:
+        raise VbenchError(f"{path}: include cycle ({' -> '.join(str(p) for p in (*chain, path))})")
+    data = read_toml(path)
+    includes = data.pop("include", [])
+    includes = [includes] if isinstance(includes, str) else includes
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise VbenchError(f"{path}: key 'include' must be a file name or a list of them")
+    layers: list[tuple[str, dict]] = []
+    for include in includes:
+        layers += _read_with_includes(_include_path(path, include), (*chain, path))
+    return layers + [(str(path), data)]
+
+
+def _include_path(including: Path, include: str) -> Path:
+    beside = (including.parent / include).expanduser()
+    if beside.is_file():
+        return beside
+    if beside.with_suffix(".toml").is_file():
+        return beside.with_suffix(".toml")
+    builtin = _builtin_path(include)
+    if builtin.is_file():
+        return builtin
+    raise VbenchError(f"{including}: include {include!r} is neither a file beside it nor a built-in suite")
+
+
+def _merge(layers: list[tuple[str, dict]]) -> tuple[dict, dict[tuple[str, ...], Origin]]:
+    tree: dict = {}
+    origins: dict[tuple[str, ...], Origin] = {}
+    for index, (source, data) in enumerate(layers):
+        for key_path, value in _leaves(data):
+            _assign(tree, origins, key_path, value, Origin(index, source))
+    return tree, origins
+
+
+def _leaves(data: dict, prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], Any]]:
     for key, value in data.items():
-        if key not in _SUITE_KEYS:
-            raise VbenchError(f"{path}: unknown key {key!r}; known keys: {', '.join(_SUITE_KEYS)}")
-        expected = _SUITE_KEYS[key][0]
-        if not _is_type(value, expected):
-            raise VbenchError(f"{path}: key {key!r} must be {_TYPE_WORDS[expected]}, got {_describe(value)}")
-    for key, (_, required) in _SUITE_KEYS.items():
-        if required and key not in data:
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def _assign(tree: dict, origins: dict, key_path: tuple[str, ...], value: Any, origin: Origin) -> None:
+    node = tree
+    for key in key_path[:-1]:
+        if not isinstance(node.get(key, {}), dict):
+            raise VbenchError(f"{origin.source}: key {'.'.join(key_path)!r} goes inside {key!r}, which is not a table")
+        node = node.setdefault(key, {})
+    node[key_path[-1]] = value
+    origins[key_path] = origin
+
+
+def _task_name(tree: dict, origins: dict) -> str:
+    name = tree.get("task", "classification")
+    if not isinstance(name, str):
+        raise VbenchError(f"{origins[('task',)].source}: key 'task' must be a string")
+    try:
+        return get_task(name).name
+    except UnknownNameError as exc:
+        raise VbenchError(f"{origins[('task',)].source}: {exc}") from None
+
+
+def _parse_set(assignment: str, task: TaskInfo, tree: dict) -> list[tuple[tuple[str, ...], Any]]:
+    """``"lr=5e-4"`` -> ``[(("recipe", "lr"), 0.0005)]``; the key may carry a ``recipe.`` prefix."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise VbenchError(f"--set {assignment!r} is not key=value (for example --set lr=5e-4)")
+    text = text.strip()
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word such as `autoaugment=svhn`
+    if key in SETTABLE_TOP_LEVEL:
+        return [((key,), value)]
+    paths = task.recipe.expand_key(key.removeprefix("recipe."), tree.get("recipe", {}))
+    fields = {f.name for f in dataclasses.fields(task.recipe)}
+    if not all(path[0] in fields for path in paths):
+        known = ", ".join([*(f.name for f in dataclasses.fields(task.recipe)), *SETTABLE_TOP_LEVEL])
+        raise VbenchError(f"--set: unknown {task.name} recipe key {key!r}; known keys: {known}")
+    return [(("recipe", *path), value) for path in paths]
+
+
+# --- building the suite ----------------------------------------------------------------------------
+def _build_suite(tree: dict, origins: dict, path: Path, task: TaskInfo) -> Suite:
+    def source(*key_path: str) -> str:
+        return origins.get(key_path, Origin(0, str(path))).source
+
+    for key, value in tree.items():
+        if key != "recipe" and key not in _TOP_LEVEL_TYPES:
+            raise VbenchError(f"{source(key)}: unknown key {key!r}; known keys: include, {', '.join(_TOP_LEVEL_TYPES)}, recipe")
+    for key in _REQUIRED:
+        if key not in tree:
             raise VbenchError(f"{path}: missing required key {key!r}")
-
-    recipe_values = {}
-    for key, value in data.get("recipe", {}).items():
-        if key not in RECIPE_TYPES:
-            raise VbenchError(f"{path}: unknown key {key!r} in [recipe]; known keys: {', '.join(RECIPE_TYPES)}")
-        recipe_values[key] = _check_recipe_value(key, value, source=str(path), table="recipe.")
-
-    task = data.get("task", "classification")
-    _check_choice(path, "task", task, TASKS)
-    kind = data["kind"]
-    _check_choice(path, "kind", kind, KINDS)
-    for key in ("img_size", "num_classes"):
-        if data[key] < (8 if key == "img_size" else 2):
-            raise VbenchError(f"{path}: key {key!r} is too small ({data[key]})")
-    mean = _three_floats(path, "mean", data["mean"])
-    std = _three_floats(path, "std", data["std"])
-    if min(std) <= 0:
-        raise VbenchError(f"{path}: key 'std' must hold three positive numbers")
-    root = data.get("root")
-    if root is not None:
+    values = {key: coerce(tree[key], _TOP_LEVEL_TYPES[key], f"{source(key)}: key {key!r}")
+              for key in _TOP_LEVEL_TYPES if key in tree}
+    if values["kind"] not in task.kinds:
+        raise VbenchError(f"{source('kind')}: key 'kind' must be one of {', '.join(task.kinds)} for a {task.name} "
+                          f"suite, got {values['kind']!r}")
+    _check_sizes(values, task, source)
+    if not isinstance(tree.get("recipe", {}), dict):
+        raise VbenchError(f"{source('recipe')}: key 'recipe' must be a table")
+    recipe = _build_recipe(task, tree.get("recipe", {}), origins)
+    root = values.get("root")
+    if root is not None and source("root") != "--data-root":
         root_path = Path(root).expanduser()
-        root = str(root_path if root_path.is_absolute() else (path.parent / root_path).resolve())
-    elif kind == "image-folder":
+        root = str(root_path if root_path.is_absolute() else (Path(source("root")).parent / root_path).resolve())
+    elif root is None and values["kind"] == "image-folder":
         raise VbenchError(f"{path}: kind 'image-folder' needs key 'root' (a directory with train/<class>/ and val/<class>/)")
-    return Suite(
-        name=data.get("name", path.stem),
-        path=str(path),
-        task=task,
-        kind=kind,
-        root=root,
-        img_size=data["img_size"],
-        num_classes=data["num_classes"],
-        mean=mean,
-        std=std,
-        recipe=_checked_recipe(recipe_values, source=str(path)),
-        description=data.get("description", ""),
-    )
+    return Suite(name=values.get("name", path.stem), path=str(path), task=task.name, kind=values["kind"], root=root,
+                 img_size=values["img_size"], num_classes=values["num_classes"], mean=values["mean"],
+                 std=values["std"], recipe=recipe, description=values.get("description", ""))
 
 
-def _check_recipe_value(key: str, value: Any, source: str, table: str = "") -> Any:
-    """Type- and range-check one recipe value; ``source`` (file name or flag) goes into the error."""
-    if key not in RECIPE_TYPES:
-        raise VbenchError(f"{source}: unknown recipe key {key!r}; known keys: {', '.join(RECIPE_TYPES)}")
-    expected = RECIPE_TYPES[key]
-    if not _is_type(value, expected):
-        raise VbenchError(f"{source}: key {table}{key!r} must be {_TYPE_WORDS[expected]}, got {_describe(value)}")
-    value = float(value) if expected is float else value
-    problem = _range_problem(key, value)
-    if problem:
-        raise VbenchError(f"{source}: key {table}{key!r} {problem}, got {value!r}")
-    return value
+def _check_sizes(values: dict, task: TaskInfo, source) -> None:
+    if values["img_size"] < 8 or values["img_size"] % (32 if task.name == "segmentation" else 1):
+        rule = "a multiple of 32" if task.name == "segmentation" else "at least 8"
+        raise VbenchError(f"{source('img_size')}: key 'img_size' must be {rule}, got {values['img_size']}")
+    if values["num_classes"] < 2:
+        raise VbenchError(f"{source('num_classes')}: key 'num_classes' must be at least 2, got {values['num_classes']}")
+    if min(values["std"]) <= 0:
+        raise VbenchError(f"{source('std')}: key 'std' must hold three positive numbers")
 
 
-def _checked_recipe(values: dict, source: str) -> Recipe:
-    recipe = Recipe(**values)
-    if recipe.erasing_min_area > recipe.erasing_max_area:
-        raise VbenchError(f"{source}: recipe.erasing_min_area must not exceed recipe.erasing_max_area")
+def _build_recipe(task: TaskInfo, table: dict, origins: dict) -> Recipe:
+    explicit = {path[1]: origin.layer for path, origin in origins.items() if path[0] == "recipe" and len(path) > 1}
+    values = task.recipe.resolve_defaults(dict(table), explicit)
+    recipe = coerce_dataclass(values, task.recipe, lambda key: _origin_text(origins, ("recipe", *key)), "recipe.")
+    problems = recipe.problems()
+    if problems:
+        raise VbenchError(f"{_recipe_source(origins)}: {problems[0]}")
     return recipe
 
 
-def _range_problem(key: str, value: Any) -> str | None:
-    if key in ("epochs", "batch_size", "eval_batch_size", "repeats") and value < 1:
-        return "must be at least 1"
-    if key in ("warmup_epochs", "crop_padding") and value < 0:
-        return "must not be negative"
-    if key in ("hflip", "erasing_prob", "mix_prob", "switch_prob", "label_smoothing", "drop_path") and not 0 <= value <= 1:
-        return "must lie in [0, 1]"
-    if key in ("erasing_min_area", "erasing_max_area") and not 0 < value <= 1:
-        return "must lie in (0, 1]"
-    if key == "erasing_aspect" and not 0 < value <= 1:
-        return "must lie in (0, 1] (aspect ratios are drawn from (aspect, 1/aspect))"
-    if key in ("lr", "min_lr", "weight_decay", "mixup_alpha", "cutmix_alpha") and value < 0:
-        return "must not be negative"
-    if key == "autoaugment" and value not in AUTOAUGMENT_POLICIES:
-        return f"must be one of {', '.join(AUTOAUGMENT_POLICIES)}"
-    if key == "optimizer" and value not in OPTIMIZERS:
-        return f"must be one of {', '.join(OPTIMIZERS)}"
+def _origin_text(origins: dict, key_path: tuple[str, ...]) -> str:
+    while key_path and key_path not in origins:
+        key_path = key_path[:-1]
+    return origins[key_path].source if key_path else "recipe"
+
+
+def _recipe_source(origins: dict) -> str:
+    """Where the newest recipe value came from (a cross-field problem is named there)."""
+    recipe_origins = [o for p, o in origins.items() if p[0] == "recipe"]
+    return max(recipe_origins, key=lambda o: o.layer).source if recipe_origins else "recipe"
+
+
+# --- the one coercer -------------------------------------------------------------------------------
+def coerce_dataclass(table: dict, cls: type, source_of, prefix: str = "") -> Any:
+    """``cls(**table)`` with every value checked against its field's type and checks."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise VbenchError(f"{source_of((key,))}: unknown key {prefix + key!r}; known keys: {', '.join(fields)}")
+        where = f"{source_of((key,))}: key {prefix + key!r}"
+        values[key] = coerce(value, hints[key], where, lambda sub, k=key: source_of((k, *sub)), f"{prefix}{key}.")
+        problem = _check_problem(values[key], fields[key].metadata)
+        if problem:
+            raise VbenchError(f"{where} {problem}, got {value!r}")
+    return cls(**values)
+
+
+def coerce(value: Any, hint: Any, where: str, source_of=None, prefix: str = "") -> Any:
+    """``value`` as the type ``hint`` (int, float, str, bool, tuple[...], dict[str, Dataclass], Optional)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        return None if value is None else coerce(value, kinds[0], where, source_of, prefix)
+    if origin is tuple:
+        variable = len(args) == 2 and args[1] is Ellipsis
+        if not isinstance(value, list) or (not variable and len(value) != len(args)):
+            size = "a list" if variable else f"a list of {len(args)}"
+            raise VbenchError(f"{where} must be {size}, got {_describe(value)}")
+        kinds = [args[0]] * len(value) if variable else list(args)
+        return tuple(coerce(item, kind, where) for item, kind in zip(value, kinds))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise VbenchError(f"{where} must be a table, got {_describe(value)}")
+        element = args[1]
+        return {key: coerce_dataclass(item, element, lambda sub, k=key: source_of((k, *sub)), f"{prefix}{key}.")
+                if dataclasses.is_dataclass(element) else coerce(item, element, where) for key, item in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (isinstance(value, bool) and hint is not bool):
+        raise VbenchError(f"{where} must be {_TYPE_WORDS.get(hint, hint.__name__)}, got {_describe(value)}")
+    return value
+
+
+def _check_problem(value: Any, checks: Mapping[str, Any]) -> str | None:
+    if "choices" in checks and value not in checks["choices"]:
+        return f"must be one of {', '.join(map(str, checks['choices']))}"
+    if "min" in checks and value < checks["min"]:
+        return "must not be negative" if checks["min"] == 0 else f"must be at least {checks['min']}"
+    if "within" in checks and not checks["within"][0] <= value <= checks["within"][1]:
+        low, high = checks["within"]
+        return f"must lie in [{low}, {high}]"
     return None
-
-
-def _is_type(value: Any, expected: type) -> bool:
-    if isinstance(value, bool):
-        return expected is bool
-    if expected is float:
-        return isinstance(value, (int, float))
-    return isinstance(value, expected)
 
 
 def _describe(value: Any) -> str:
     kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}.get(
-        type(value), type(value).__name__
-    )
+        type(value), type(value).__name__)
     return f"{kind} {value!r}"
-
-
-def _check_choice(path: Path, key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise VbenchError(f"{path}: key {key!r} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _three_floats(path: Path, key: str, value: list) -> tuple[float, float, float]:
-    if len(value) != 3 or not all(_is_type(v, float) for v in value):
-        raise VbenchError(f"{path}: key {key!r} must be a list of three numbers (R, G, B), got {value!r}")
-    return tuple(float(v) for v in value)  # type: ignore[return-value]

@@ -8,8 +8,10 @@ fingerprint (names, sizes and modification times) of its source files, under
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,9 +28,47 @@ CACHE_FORMAT = 1  # bump when the decoded tensors change meaning
 CACHE_FOLDER = ".vbench-cache"
 _TORCHVISION_KINDS = ("cifar10", "cifar100", "svhn")
 _FILE_KINDS = ("tiny-imagenet", "image-folder")
+GENERATED_KINDS = ("smoke",)
 _progress_console = Console(stderr=True)
 
-__all__ = ["load_split", "SPLITS", "generate_smoke"]
+__all__ = ["load_split", "load_dataset", "Dataset", "SPLITS", "generate_smoke"]
+
+
+@dataclass
+class Dataset:
+    """Both splits of a classification suite, and the data's identity (part of every run's key)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    root: str | None
+    fingerprints: dict[str, str]
+    limit: int | None = None
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train_images), "test": len(self.test_images)}
+
+    @property
+    def identity(self) -> str:
+        """A short hash of the fingerprints, the split sizes and the limit."""
+        text = json.dumps({"fingerprints": self.fingerprints, "sizes": self.sizes, "limit": self.limit}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> dict:
+        return {"root": self.root, "sizes": self.sizes, "fingerprints": self.fingerprints, "limit": self.limit}
+
+
+def load_dataset(suite: Suite, data_root: str | Path | None = None, download: bool = False,
+                 limit: int | None = None) -> Dataset:
+    """Both splits; ``limit`` keeps the first ``limit`` images of each (a quick debug run)."""
+    train = _load(suite, "train", data_root, download)
+    test = _load(suite, "test", data_root, download)
+    keep = slice(None) if limit is None else slice(0, limit)
+    root = None if suite.kind in GENERATED_KINDS else str(_root(suite, data_root))
+    return Dataset(train[0][keep], train[1][keep], test[0][keep], test[1][keep], root,
+                   {"train": train[2], "test": test[2]}, limit)
 
 
 def load_split(
@@ -44,15 +84,34 @@ def load_split(
     ``download`` fetches a missing dataset (torchvision's downloads, checked against the release md5).
     Missing data or a corrupt file is one ``VbenchError`` naming the path.
     """
+    images, labels, _ = _load(suite, split, data_root, download, cache_dir)
+    return images, labels
+
+
+def _root(suite: Suite, data_root) -> Path:
+    return Path(data_root or suite.root or default_data_root()).expanduser()
+
+
+def _content_fingerprint(*tensors: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _load(suite: Suite, split: str, data_root=None, download: bool = False,
+          cache_dir=None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(images, labels, fingerprint of the source files) of one split."""
     if split not in SPLITS:
         raise VbenchError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if suite.kind == "smoke":
-        return generate_smoke(split, img_size=suite.img_size)
+        images, labels = generate_smoke(split, img_size=suite.img_size)
+        return images, labels, _content_fingerprint(images, labels)
     if suite.kind not in _TORCHVISION_KINDS + _FILE_KINDS:
         raise VbenchError(f"suite {suite.name!r}: no loader for dataset kind {suite.kind!r}")
     if suite.kind in _TORCHVISION_KINDS and suite.img_size != 32:
         raise VbenchError(f"suite {suite.name!r}: {suite.kind} images are 32x32, the suite says img_size = {suite.img_size}")
-    root = Path(data_root or suite.root or default_data_root()).expanduser()
+    root = _root(suite, data_root)
 
     if download:
         _download(suite, root, split)
@@ -67,17 +126,18 @@ def load_split(
         paths, file_labels = list_files(root, split, suite.num_classes)
         sources = paths
 
-    cache_file = _cache_path(suite, split, root, sources, cache_dir)
+    fingerprint = source_fingerprint(sources, root)
+    cache_file = _cache_path(suite, split, root, fingerprint, cache_dir)
     cached = _read_cache(cache_file)
     if cached is not None:
-        return cached
+        return (*cached, fingerprint)
     if paths is None:
         images, labels = torchvision_sets.decode(suite.kind, root, split, suite.num_classes)
     else:
         images = _decode_with_progress(paths, suite.img_size, f"decoding {suite.name} {split}")
         labels = torch.tensor(file_labels, dtype=torch.int64)
     _write_cache(cache_file, images, labels)
-    return images, labels
+    return images, labels, fingerprint
 
 
 def _download(suite: Suite, root: Path, split: str) -> None:
@@ -112,8 +172,7 @@ def source_fingerprint(files: list[Path], root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cache_path(suite: Suite, split: str, root: Path, sources: list[Path], cache_dir) -> Path:
-    fingerprint = source_fingerprint(sources, root)
+def _cache_path(suite: Suite, split: str, root: Path, fingerprint: str, cache_dir) -> Path:
     folder = Path(cache_dir).expanduser() if cache_dir else root / CACHE_FOLDER
     return folder / f"{suite.kind}-{split}-{suite.img_size}px-v{CACHE_FORMAT}-{fingerprint}.pt"
 

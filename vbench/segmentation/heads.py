@@ -187,33 +187,32 @@ class MultiLevelNeck(nn.Module):
 
 
 class Segmentor(nn.Module):
-    """mmseg's EncoderDecoder: ``backbone`` (a pyramid backbone: ``forward(x)`` gives four maps at
-    strides 4, 8, 16, 32 and ``out_channels`` lists their widths) + ``neck`` + ``decode_head``
-    (+ ``auxiliary_head``).
+    """mmseg's EncoderDecoder: ``backbone`` (a dense encoder whose ``forward(x)`` gives one map per level,
+    ``channels[i]`` wide) + ``neck`` + ``decode_head`` (+ ``auxiliary_head``).
 
     ``head="upernet"``: UPerHead (512 channels, pool scales 1, 2, 3, 6) and an FCN auxiliary head
-    (256 channels, one conv) on the third level with loss weight 0.4. ``head="fpn"``: FPN neck (256
-    channels) + FPNHead (128 channels), no auxiliary head.
+    (256 channels, one conv) on the third level with loss weight ``aux_weight``. ``head="fpn"``: FPN neck
+    (256 channels) + FPNHead (128 channels), no auxiliary head.
 
-    ``forward(x)`` pads ``x`` on the right/bottom to a multiple of ``size_divisor`` (default: the
-    backbone's ``size_divisor``, else 32) and returns logits at the input resolution; in training
-    mode with an auxiliary head it returns ``(logits, aux_logits)``.
+    ``forward(x)`` pads ``x`` on the right/bottom to a multiple of ``size_divisor`` and returns logits at
+    the input resolution; in training mode with an auxiliary head it returns ``(logits, aux_logits)``.
+    ``recipe_kind`` names the optimiser table of the recipe that trains it.
     """
 
-    def __init__(self, backbone: nn.Module, head: str = "upernet", num_classes: int = 150,
-                 aux_weight: float = 0.4, size_divisor: int | None = None):
+    def __init__(self, backbone: nn.Module, channels: Sequence[int], head: str = "upernet", num_classes: int = 150,
+                 aux_weight: float = 0.4, size_divisor: int = 32, recipe_kind: str = "transformer"):
         super().__init__()
         if head not in HEADS:
             raise VbenchError(f"unknown segmentation head {head!r}; use one of {', '.join(HEADS)}")
-        channels = getattr(backbone, "out_channels", ())
-        if not isinstance(channels, (tuple, list)) or len(channels) != 4:
-            raise VbenchError(f"backbone {type(backbone).__name__} gives no four-level feature pyramid "
-                              "(out_channels); it cannot be used for segmentation")
+        if len(channels) != 4:
+            raise VbenchError(f"a segmentation head needs a four-level feature pyramid, the backbone declares "
+                              f"{len(channels)} levels")
         channels = list(channels)
         self.head_name = head
         self.num_classes = num_classes
-        self.size_divisor = size_divisor or getattr(backbone, "size_divisor", 32)
+        self.size_divisor = size_divisor
         self.aux_weight = aux_weight
+        self.recipe_kind = recipe_kind
         self.backbone = backbone
         if head == "upernet":
             self.neck = None
@@ -244,14 +243,17 @@ class Segmentor(nn.Module):
         return logits
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """mmseg's losses: decode CE (weight 1) + auxiliary CE (weight ``aux_weight``)."""
-        outputs = self(x)
-        logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, None)
-        losses = {"loss_decode": seg_cross_entropy(logits, labels)}
-        if aux_logits is not None:
-            losses["loss_aux"] = self.aux_weight * seg_cross_entropy(aux_logits, labels)
-        losses["loss"] = sum(losses.values())
-        return losses
+        return segmentation_losses(self(x), labels, self.aux_weight)
+
+
+def segmentation_losses(outputs, labels: torch.Tensor, aux_weight: float) -> dict[str, torch.Tensor]:
+    """mmseg's losses of a forward pass in training mode: decode CE (weight 1) + auxiliary CE (``aux_weight``)."""
+    logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, None)
+    losses = {"loss_decode": seg_cross_entropy(logits, labels)}
+    if aux_logits is not None:
+        losses["loss_aux"] = aux_weight * seg_cross_entropy(aux_logits, labels)
+    losses["loss"] = sum(losses.values())
+    return losses
 
 
 def seg_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,76 @@
+"""The ``vbench`` command line: a thin layer over ``vbench.api``, one small module per command.
+
+Nothing here imports torch at module level: ``vbench --help`` and ``vbench list ...`` answer at once.
+Bad input is one line on stderr and exit code 2; ``--debug`` (anywhere on the line) shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from vbench.cli._common import app, err_console
+from vbench.cli import bench, db, info, listing, plot, report, run, runs  # noqa: F401  (they register commands)
+from vbench.errors import VbenchError
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error."),
+) -> None:
+    """Benchmark compact vision backbones: train, store, report, compare."""
+    if version:
+        from vbench.api import version_text
+
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+def _click_exception_modules() -> list:
+    """click's exceptions, and those of the copy of click that typer >= 0.20 vendors (typer._click)."""
+    import click
+
+    modules = [click.exceptions]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        return modules
+    return modules + [vendored]
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:  # a global flag wherever it is given
+        args = ["--debug", *[a for a in args if a != "--debug"]]
+    try:
+        code = app(args=args, prog_name="vbench", standalone_mode=False)
+    except VbenchError as exc:
+        if debug:
+            raise
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - click usage errors carry their own exit code
+        modules = _click_exception_modules()
+        if isinstance(exc, tuple(module.ClickException for module in modules)):
+            exc.show()
+            sys.exit(exc.exit_code)
+        exits = tuple(getattr(module, "Exit", typer.Exit) for module in modules)
+        if isinstance(exc, exits):
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)",
+                          markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    if isinstance(code, int) and code != 0:  # without standalone mode typer returns Ctrl-C's 130
+        if code == 130:
+            err_console.print("aborted")
+        sys.exit(code)

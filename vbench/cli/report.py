@@ -1,0 +1,57 @@
+"""``vbench report``: the paper's tables from the finished runs, in one document of any format."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vbench.cli._common import BackboneFilter, DbOption, PluginOption, SuiteFilter, app, err_console, load_plugins
+
+
+@app.command("report")
+def report_command(
+    suite: Optional[str] = SuiteFilter,
+    backbones: Optional[str] = BackboneFilter,
+    fmt: str = typer.Option("markdown", "--format", help="markdown, latex, csv, html or json."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="`paper`: the published numbers beside the measured ones."),
+    output: Optional[str] = typer.Option(None, "--output", help="Write to this file instead of stdout."),
+    db: Optional[str] = DbOption,
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """Paper-style tables (Tables 1-4 layout; Tables 6-7 for segmentation) of the finished runs."""
+    from vbench.api import check_suite_name, stored_backbone_names
+    from vbench.errors import VbenchError
+    from vbench.render import render
+    from vbench.report import build_report, check_format
+    from vbench.store import opened
+
+    check_format(fmt)
+    if compare not in (None, "paper"):
+        raise VbenchError(f"unknown --compare {compare!r}; the only comparison is `--compare paper`")
+    load_plugins(plugin)
+    with opened(db) as store:
+        check_suite_name(store, suite)
+        report = build_report(store, suite=suite, backbones=stored_backbone_names(backbones),
+                              compare_paper=compare == "paper")
+    text = render(report, fmt)
+    if output:
+        write_text(output, text)
+        err_console.print(f"wrote {output}", highlight=False)
+    else:
+        sys.stdout.write(text)
+
+
+def write_text(output: str, text: str) -> None:
+    from vbench.errors import VbenchError
+
+    path = Path(output)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise VbenchError(f"cannot write the report to {output!r}: {exc.strerror}; give a writable --output") from None

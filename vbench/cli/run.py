@@ -1,0 +1,95 @@
+"""``vbench run``: train backbones on a suite and record every run."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from vbench.cli._common import DbOption, PluginOption, app, console, err_console, load_plugins, millions, number, plural, wide_for_files
+
+
+@app.command("run")
+def run_command(
+    suite: str = typer.Option(..., "--suite", help="Built-in suite name or a suite .toml file."),
+    backbones: str = typer.Option(..., "--backbones", help="Comma-separated names, aliases or patterns (vit-*)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default: the recipe's seed)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Set recipe.epochs (the warm-up follows unless set)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Set recipe.batch_size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Set recipe.lr."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Set recipe.seed (the seed when --seeds is not given)."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", show_default=False, help="key=value for any recipe key (repeatable)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the datasets live (default $VBENCH_DATA, else ~/.cache/vbench/data)."),
+    download: bool = typer.Option(False, "--download", help="Download a missing dataset (torchvision's CIFAR and SVHN)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N training and test images (a quick debug run)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    amp: bool = typer.Option(False, "--amp/--no-amp", help="bf16 autocast (fp16 on GPUs without bf16); on the CPU where it has native bf16."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (falls back to eager if it cannot)."),
+    pipeline: str = typer.Option("batched", "--pipeline", help="batched (tensor ops on the device) or reference (per-image PIL + DataLoader)."),
+    checkpoints: bool = typer.Option(True, "--checkpoints/--no-checkpoints", help="Write a resumable checkpoint after every evaluation."),
+    force: bool = typer.Option(False, "--force", help="Rerun finished runs from scratch."),
+    db: Optional[str] = DbOption,
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """Train backbones on a suite and record every run in the run store."""
+    from vbench import api
+    from vbench.runner import RunOptions
+
+    load_plugins(plugin)
+    options = RunOptions(device=device, amp=amp, compile=compile_model, pipeline=pipeline, force=force,
+                         checkpoints=checkpoints, limit=limit, data_root=data_root, download=download)
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    with err_console.status("loading the data, building and measuring the backbones..."):
+        planned = api.plan_run(suite, backbones, seeds, db=db, overrides=overrides, sets=sets or (), options=options,
+                               console=console)
+    wide_for_files()
+    console.print(_first_line(planned), highlight=False)
+    result = api.execute(planned)
+    console.print(summary_table(result))
+    console.print(f"runs are in {result.store_label}; checkpoints under {result.artifact_root / 'checkpoints'}\n"
+                  f"next: vbench report{_db_flag(db)}    vbench plot{_db_flag(db)}    vbench runs{_db_flag(db)}",
+                  highlight=False)
+    if result.failed:
+        sys.exit(1)  # the failed runs are in the table and the store; scripts see a non-zero status
+
+
+def _db_flag(db: Optional[str]) -> str:
+    return f" --db {db}" if db else ""
+
+
+def _first_line(planned) -> str:
+    suite, runner = planned.suite, planned.runner
+    sizes = runner.data.sizes
+    recipe = suite.recipe
+    if suite.task_info.step_unit == "epoch":
+        schedule = (f"{plural(recipe.epochs, 'epoch')} ({plural(recipe.warmup_epochs, 'warm-up epoch')}) of "
+                    f"{plural(runner.stages[0].iterations, 'step')}")
+    else:
+        points = ", ".join(str(stage.label) for stage in runner.stages)
+        schedule = f"{recipe.iterations} iterations, {recipe.head} head, evaluated at {points}"
+    limit = f" (--limit {planned.runner.options.limit})" if planned.runner.options.limit else ""
+    return (f"suite {suite.name}: {sizes.get('train')} train / {sizes.get('test')} test images{limit}, {schedule}, "
+            f"{plural(len(planned.jobs), 'run')}, device {runner.device}, precision {runner.precision.name}")
+
+
+def summary_table(result) -> Table:
+    info = result.suite.task_info
+    table = Table(title=f"vbench run: {result.suite.name}")
+    columns = ["run", "backbone", "seed", "status", *(m.label for m in info.metrics), "params", "FLOPs", "img/s",
+               "peak mem", "wall"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("backbone", "status") else "right")
+    colours = {"done": "green", "skipped": "cyan", "busy": "cyan", "failed": "red", "interrupted": "yellow"}
+    for o in result.outcomes:
+        table.add_row(
+            str(o.run_id or "-"), o.backbone, str(o.seed), f"[{colours.get(o.status, 'white')}]{o.status}[/]",
+            *(number(o.metrics.get(m.name)) for m in info.metrics), millions(o.params), millions(o.flops),
+            number(o.images_per_s, 0), number(o.peak_memory_bytes / 2**20 if o.peak_memory_bytes else None, 0, " MiB"),
+            number(o.wall_time_s, 1, " s"),
+        )
+    failed = [o for o in result.outcomes if o.status == "failed" and o.run_id is None]
+    if failed:
+        table.caption = "; ".join(dict.fromkeys(f"{o.backbone}: {o.error}" for o in failed))
+    return table

@@ -1,0 +1,178 @@
+"""Recipes: every hyper-parameter of a suite's training, one frozen dataclass per task.
+
+A field's metadata says how the suite loader checks it (``min``, ``within``, ``choices``), and marks
+the few fields that reach no built object as ``bookkeeping`` with the reason; a test makes sure every
+other field changes what a run builds. Recipes import nothing heavy: ``vbench list suites`` reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+AUTOAUGMENT_POLICIES = ("cifar10", "svhn", "imagenet", "none")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+HEADS = ("upernet", "fpn")
+PAPER_WARMUP_SHARE = 10  # the paper warms up for 10 of its 100 epochs
+
+
+def spec(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **checks: Any):
+    """A recipe field with its checks: ``min=``, ``within=(low, high)``, ``choices=``, ``bookkeeping=``."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=checks)
+    return field(default=default, metadata=checks)
+
+
+class Recipe:
+    """Mixin of the recipe dataclasses: plain data, a stable hash, and cross-field checks."""
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def hash(self) -> str:
+        """sha256 (first 16 hex digits) of the canonical JSON of ``to_dict()``."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def key_hash(self) -> str:
+        """The hash that identifies a run's recipe: the seed left out (the run's seed is a key of its own)."""
+        return dataclasses.replace(self, seed=0).hash()
+
+    def problems(self) -> list[str]:
+        return []
+
+    @classmethod
+    def expand_key(cls, key: str, tree: dict) -> list[tuple[str, ...]]:
+        """The recipe paths a ``--set`` key addresses in the recipe ``tree`` (default: the dotted key)."""
+        return [tuple(key.split("."))]
+
+    @classmethod
+    def resolve_defaults(cls, values: dict, explicit: dict[str, int]) -> dict:
+        """Fill in values that depend on others (``explicit``: key -> layer that set it last)."""
+        return values
+
+
+@dataclass(frozen=True)
+class ClassificationRecipe(Recipe):
+    """The paper's classification recipe (recipe.md); suites/_paper.toml holds its values."""
+
+    epochs: int = spec(100, min=1)
+    warmup_epochs: int = spec(10, min=0)
+    batch_size: int = spec(128, min=1)
+    optimizer: str = spec("adamw", choices=OPTIMIZERS)
+    lr: float = spec(1e-3, min=0)
+    min_lr: float = spec(1e-6, min=0)
+    weight_decay: float = spec(0.05, min=0)
+    label_smoothing: float = spec(0.1, within=(0, 1))
+    drop_path: float = spec(0.1, within=(0, 1))
+    repeats: int = spec(3, min=1)
+    crop_padding: int = spec(4, min=0)
+    hflip: float = spec(0.5, within=(0, 1))
+    autoaugment: str = spec("cifar10", choices=AUTOAUGMENT_POLICIES)
+    erasing_prob: float = spec(0.25, within=(0, 1))
+    erasing_max_area: float = spec(0.4, within=(0, 1))
+    erasing_min_area: float = spec(0.02, within=(0, 1))
+    erasing_aspect: float = spec(0.3, within=(0, 1))
+    mix_prob: float = spec(0.5, within=(0, 1))
+    switch_prob: float = spec(0.5, within=(0, 1))
+    mixup_alpha: float = spec(1.0, min=0)
+    cutmix_alpha: float = spec(1.0, min=0)
+    eval_batch_size: int = spec(256, min=1)
+    seed: int = spec(0, min=0, bookkeeping="the default of --seeds; each run's seed is a key column of its own")
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.erasing_min_area > self.erasing_max_area:
+            problems.append("recipe.erasing_min_area must not exceed recipe.erasing_max_area")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            problems.append(f"recipe.warmup_epochs ({self.warmup_epochs}) must be shorter than recipe.epochs "
+                            f"({self.epochs}); lower warmup_epochs or leave it out (it follows the epochs)")
+        return problems
+
+    @classmethod
+    def resolve_defaults(cls, values: dict, explicit: dict[str, int]) -> dict:
+        """Warm-up follows the epochs: unless warmup_epochs was set where the epochs were or later, it is
+        the paper's share of the run (10 of 100 epochs), rounded down, so a run under 10 epochs has none."""
+        epochs_layer, warmup_layer = explicit.get("epochs", -1), explicit.get("warmup_epochs", -1)
+        if "epochs" in values and warmup_layer < epochs_layer:
+            values = {**values, "warmup_epochs": values["epochs"] // PAPER_WARMUP_SHARE}
+        return values
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """One optimiser and its schedule: linear warm-up from ``warmup_ratio * lr`` over ``warmup_iters``,
+    then poly decay ``(lr - min_lr) * (1 - t / T) ** power + min_lr``."""
+
+    name: str = spec("adamw", choices=("adamw", "sgd"))
+    lr: float = spec(6e-5, min=0)
+    weight_decay: float = spec(0.01, min=0)
+    betas: tuple[float, float] = spec((0.9, 0.999))
+    momentum: float = spec(0.9, min=0)
+    warmup_iters: int = spec(1500, min=0)
+    warmup_ratio: float = spec(1e-6, min=0)
+    power: float = spec(1.0, min=0)
+    min_lr: float = spec(0.0, min=0)
+    no_decay_keys: tuple[str, ...] = spec(())  # parameters whose name holds one of these get no weight decay
+    source: str = spec("", bookkeeping="the mmsegmentation config the values come from")
+
+
+def _default_optimizers() -> dict[str, OptimizerConfig]:
+    return {"transformer": OptimizerConfig(),
+            "cnn": OptimizerConfig(name="sgd", lr=0.01, weight_decay=5e-4, warmup_iters=0, power=0.9, min_lr=1e-4)}
+
+
+@dataclass(frozen=True)
+class SegmentationRecipe(Recipe):
+    """mmsegmentation's ADE20K pipeline and iteration-based schedule (suites/ade20k.toml)."""
+
+    head: str = spec("upernet", choices=HEADS)
+    scale: tuple[int, int] = spec((2048, 512))
+    ratio_range: tuple[float, float] = spec((0.5, 2.0))
+    cat_max_ratio: float = spec(0.75, within=(0, 1))
+    hflip: float = spec(0.5, within=(0, 1))
+    photometric: bool = spec(True)
+    iterations: int = spec(20000, min=1)
+    eval_at: tuple[int, ...] = spec((2000, 4000, 8000, 10000, 16000, 20000))
+    batch_size: int = spec(16, min=1)
+    eval_batch_size: int = spec(1, min=1)
+    eval_limit: int = spec(0, min=0)  # evaluate on the first N validation images only (0: all)
+    num_workers: int = spec(4, min=0)
+    seed: int = spec(0, min=0, bookkeeping="the default of --seeds; each run's seed is a key column of its own")
+    aux_weight: float = spec(0.4, min=0)
+    optimizer: dict[str, OptimizerConfig] = spec(factory=_default_optimizers)
+
+    def optimizer_for(self, kind: str) -> OptimizerConfig:
+        from vbench.errors import VbenchError
+
+        if kind not in self.optimizer:
+            raise VbenchError(f"the suite has no [recipe.optimizer.{kind}] table; it has {', '.join(self.optimizer)}")
+        return self.optimizer[kind]
+
+    @property
+    def evaluation_points(self) -> tuple[int, ...]:
+        """``eval_at``, sorted, with the last iteration added: the final weights are always evaluated."""
+        return tuple(sorted({*self.eval_at, self.iterations}))
+
+    def problems(self) -> list[str]:
+        problems = []
+        if not self.eval_at or any(not 1 <= it <= self.iterations for it in self.eval_at):
+            problems.append(f"recipe.eval_at must list iterations in 1..{self.iterations}, got {list(self.eval_at)}")
+        if not 0 < self.ratio_range[0] <= self.ratio_range[1]:
+            problems.append(f"recipe.ratio_range must be [low, high] with 0 < low <= high, got {list(self.ratio_range)}")
+        return problems
+
+    @classmethod
+    def expand_key(cls, key: str, tree: dict) -> list[tuple[str, ...]]:
+        """``transformer.lr`` sets one optimiser's key; a bare optimiser key (``warmup_iters``) sets every one."""
+        parts = tuple(key.split("."))
+        kinds = list(tree.get("optimizer") or _default_optimizers())
+        optimizer_keys = {f.name for f in dataclasses.fields(OptimizerConfig)}
+        if len(parts) == 2 and parts[0] in kinds:
+            return [("optimizer", *parts)]
+        if len(parts) == 1 and parts[0] in optimizer_keys and parts[0] not in {f.name for f in dataclasses.fields(cls)}:
+            return [("optimizer", kind, parts[0]) for kind in kinds]
+        return [parts]
