@@ -1,9 +1,5 @@
-import sys
-
 import pytest
 import torch
-
-from vbench import cli
 
 from vbench import registry
 
@@ -12,11 +8,13 @@ from vbench import registry
 def _restore_registry():
     """Backbones a test registers (plugins) do not leak into the next test."""
     registry.load_all()
-    before = dict(registry._SPECS)
+    before = {name: dict(spec.variants) for name, spec in registry._SPECS.items()}
     yield
     for name in list(registry._SPECS):
         if name not in before:
             registry.unregister_backbone(name)
+        else:
+            registry._SPECS[name].variants = before[name]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -29,19 +27,9 @@ def _one_intra_op_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
-def vbench_cli(monkeypatch, capsys):
-    """The CLI in this process, as a user runs it: ``vbench_cli(*args) -> (exit code, stdout, stderr)``."""
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["vbench", *args])
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+@pytest.fixture(autouse=True)
+def _private_caches(tmp_path_factory, monkeypatch):
+    """Measurement caches and default stores never touch the user's folders."""
+    monkeypatch.setenv("VBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "vbench-cache"))
+    monkeypatch.delenv("VBENCH_DB", raising=False)
+    monkeypatch.delenv("VBENCH_ARTIFACTS", raising=False)

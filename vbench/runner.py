@@ -199,8 +199,8 @@ class StageMeter:
     """Running sums of one stage kept on the device and read every ``SYNC_EVERY`` steps, which is
     also when the NaN/inf guard looks at them: no host sync on every step."""
 
-    def __init__(self, device: torch.device, stage: Stage):
-        self.device, self.stage = device, stage
+    def __init__(self, device: torch.device, stage: Stage, unit: str):
+        self.device, self.stage, self.unit = device, stage, unit
         self.sums: dict[str, torch.Tensor] = {}
         self.seen = 0
         self.steps = 0
@@ -224,8 +224,8 @@ class StageMeter:
     def means(self) -> dict[str, float]:
         values = {name: float(total) / self.seen for name, total in self.sums.items()}
         if not math.isfinite(values["loss"]):
-            raise NonFiniteLoss(f"non-finite training loss ({values['loss']}) at stage {self.stage.label}, "
-                                f"within the {self.steps} steps so far")
+            raise NonFiniteLoss(f"non-finite training loss ({values['loss']}) in {self.unit} {self.stage.label}, "
+                                f"within its first {self.steps} steps")
         return values
 
     def close(self) -> dict:
@@ -426,7 +426,7 @@ class Runner:
         for stage in self.stages[len(totals.history):]:
             torch.manual_seed(stage_seed(job.seed, stage.index))
             model.train()
-            meter = StageMeter(self.device, stage)
+            meter = StageMeter(self.device, stage, self.info.step_unit)
             self.progress.reset(self.stage_bar, total=stage.iterations, stats="",
                                 description=f"{label} {self.info.step_unit} {stage.label}")
             for step, batch in enumerate(task.train_batches(job.seed, stage)):
@@ -519,7 +519,7 @@ def _key_dict(key: RunKey) -> dict:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if isinstance(exc, VbenchError) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, (VbenchError, NonFiniteLoss)) else f"{type(exc).__name__}: {text}"
 
 
 def _stats_text(means: dict, optimizer, meter: StageMeter) -> str:

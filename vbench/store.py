@@ -422,7 +422,7 @@ class Store:
             if done and not force:
                 return "done", done[0]
             live = [r for r in rows if r.status == "running" and r.owner not in (None, owner)
-                    and r.heartbeat_at is not None and now - r.heartbeat_at < timedelta(seconds=LEASE_SECONDS)]
+                    and holder_alive(r.owner, r.heartbeat_at, now)]
             if live:
                 return "busy", live[0]
             unfinished = [] if force else [r for r in rows if r.status != "done"]
@@ -569,6 +569,24 @@ class Store:
             return _with_connection(self.engine, work)
         except DBAPIError as exc:
             return [_reason(exc)]
+
+
+def holder_alive(owner: str, heartbeat_at: datetime | None, now: datetime) -> bool:
+    """Whether the process named ``owner`` (host:pid:token) still holds its run: on this host, whether that
+    process exists; elsewhere, whether its heartbeat is younger than the lease."""
+    import socket
+
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return heartbeat_at is not None and now - heartbeat_at < timedelta(seconds=LEASE_SECONDS)
 
 
 def _key_query(key: RunKey):

@@ -16,9 +16,10 @@ from vbench.cli import bench, db, info, listing, plot, report, run, runs  # noqa
 from vbench.errors import VbenchError
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def main_options(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error."),
 ) -> None:
     """Benchmark compact vision backbones: train, store, report, compare."""
@@ -26,6 +27,9 @@ def main_options(
         from vbench.api import version_text
 
         typer.echo(version_text())
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
         raise typer.Exit()
 
 

@@ -1,0 +1,78 @@
+"""Tiny backbones for the engine's tests, written as a user's --plugin file."""
+
+from pathlib import Path
+
+TINY_PLUGIN = '''
+import os
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath
+from vbench import registry
+
+
+def register_backbone(name, **options):
+    """Every test loads this file afresh (conftest unregisters plugin backbones after each test)."""
+    if name in registry._SPECS:
+        registry.unregister_backbone(name)
+    return registry.register_backbone(name, accepts=("drop_path_rate",), **options)
+
+
+class Tiny(nn.Module):
+    """Conv stem, one residual block with drop-path, dropout before the head: every RNG a run has."""
+
+    def __init__(self, num_classes, drop_path_rate, mode="ok"):
+        super().__init__()
+        self.mode = mode
+        self.calls = 0
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.block = nn.Sequential(nn.GELU(), nn.Conv2d(8, 8, 3, padding=1))
+        self.drop_path = DropPath(drop_path_rate)
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.mode == "boom":
+                raise RuntimeError("boom from the test backbone")
+            if self.calls > int(os.environ.get("VBENCH_TEST_INTERRUPT_AFTER", "1000000000")):
+                raise KeyboardInterrupt
+        x = self.stem(x)
+        x = x + self.drop_path(self.block(x))
+        logits = self.head(self.dropout(x.mean(dim=(2, 3))))
+        return logits * float("nan") if self.mode == "nan" and self.training else logits
+
+
+@register_backbone("tiny-test", family="test", paper_names=["Tiny"], in_paper=False)
+def tiny_test(img_size=32, num_classes=10, drop_path_rate=0.0):
+    """A tiny conv net for the engine's tests."""
+    return Tiny(num_classes, drop_path_rate)
+
+
+@register_backbone("tiny-nan", family="test", in_paper=False)
+def tiny_nan(img_size=32, num_classes=10, drop_path_rate=0.0):
+    """Its training loss is NaN from the first step."""
+    return Tiny(num_classes, drop_path_rate, mode="nan")
+
+
+@register_backbone("tiny-boom", family="test", in_paper=False)
+def tiny_boom(img_size=32, num_classes=10, drop_path_rate=0.0):
+    """Raises inside its training forward pass."""
+    return Tiny(num_classes, drop_path_rate, mode="boom")
+
+
+@register_backbone("tiny-none", family="test", in_paper=False)
+def tiny_none(img_size=32, num_classes=10, drop_path_rate=0.0):
+    """A builder that forgets to return its model."""
+    Tiny(num_classes, drop_path_rate)
+'''
+
+# The recipe cut down to what a 2-core test machine trains in a second.
+FAST = ["--set", "repeats=1", "--set", "eval_batch_size=64", "--set", "autoaugment=none"]
+
+
+def write_plugin(folder: Path) -> str:
+    path = Path(folder) / "tiny_backbones.py"
+    path.write_text(TINY_PLUGIN)
+    return str(path)
