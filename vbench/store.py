@@ -44,6 +44,7 @@ DEFAULT_URL = "sqlite:///results/vbench.db"
 RUN_STATUSES = ("running", "done", "failed", "interrupted")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_RETRIES = 20
+SCHEMA_LOCK_KEY = 0x76626E6368  # any constant shared by every vbench process ("vbnch")
 
 T = TypeVar("T")
 
@@ -252,7 +253,30 @@ class Store:
         with self._read_sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """PostgreSQL: hold an advisory lock while creating the schema.
+
+        Two concurrent CREATE TABLEs of one name do not wait for each other there: the loser fails on
+        a catalog unique index (IntegrityError, not the "already exists" the retry below knows), so
+        parallel sweep jobs opening a fresh database would crash.
+        """
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({SCHEMA_LOCK_KEY})")
+            try:
+                yield
+            finally:
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({SCHEMA_LOCK_KEY})")
+                connection.commit()
+
     def create_schema(self) -> None:
+        with self._schema_lock():
+            self._create_schema()
+
+    def _create_schema(self) -> None:
         # Two processes may create the schema at once: the loser's CREATE TABLE fails, and the retry
         # then finds the tables there.
         for attempt in range(WRITE_RETRIES):
