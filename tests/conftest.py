@@ -3,6 +3,9 @@ import torch
 
 from vbench import registry
 
+# Real local services (PostgreSQL, SLURM, headless Chromium): see tests/services.py.
+from services import chrome, fresh_database, postgres_server, postgres_url, restart_postgres, slurm_cluster  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _restore_registry():

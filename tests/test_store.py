@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import shutil
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -126,51 +123,9 @@ def test_concurrent_writers_lose_no_row(tmp_path):
     assert store.count_epochs() == 240
 
 
-# --- PostgreSQL, only where a local server can be started -----------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def postgres_url():
-    pytest.importorskip("psycopg2")
-    bindir = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-    initdb = bindir / "initdb" if bindir else shutil.which("initdb")
-    if not initdb or not Path(initdb).exists():
-        pytest.skip("no PostgreSQL server binaries here")
-    pg_ctl = Path(initdb).parent / "pg_ctl"
-    import os
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="vbench-pg-"))  # /tmp itself: pytest's tmp dirs are private to root
-    as_user = []
-
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser")
-        shutil.chown(root, user="postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    data = root / "data"
-    try:
-        subprocess.run([*as_user, str(initdb), "-D", str(data), "-A", "trust", "-U", "vbench"], check=True,
-                       capture_output=True, timeout=60)
-        subprocess.run([*as_user, str(pg_ctl), "-D", str(data), "-o", f"-k {root} -h 127.0.0.1 -p {port}",
-                        "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True, timeout=60)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, KeyError, LookupError) as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"cannot start a local PostgreSQL server: {exc}")
-    try:
-        yield f"postgresql://vbench@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, str(pg_ctl), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def test_postgresql_store(postgres_url):
-    store = open_store(postgres_url)
+# --- PostgreSQL: the session's test server (tests/services.py) ------------------------------------
+def test_postgresql_store(fresh_database):
+    store = open_store(fresh_database)
     assert store.engine.dialect.name == "postgresql"
     assert store.schema_version() == SCHEMA_VERSION
     run_id = store.start_run(suite="s", backbone="a", seed=0, recipe_hash="h", recipe={"lr": 1e-3})
