@@ -74,7 +74,7 @@ def test_lska_rejects_a_kernel_without_decomposition():
 
 
 def _foundation_names():
-    return [spec.name for spec in list_backbones() if spec.family in FOUNDATION_FAMILIES]
+    return [spec.name for spec in list_backbones(task="classification") if spec.family in FOUNDATION_FAMILIES]
 
 
 @pytest.mark.parametrize("img_size,num_classes", [(32, 10), (64, 200)])
@@ -92,5 +92,5 @@ def test_forward_and_backward_of_every_foundation_model(img_size, num_classes):
 def test_unknown_override_is_a_clear_error():
     from vbench.errors import VbenchError
 
-    with pytest.raises(VbenchError, match="does not take that override"):
+    with pytest.raises(VbenchError, match="does not accept lkca_view"):
         create_backbone("vit-small", lkca_view="conv")

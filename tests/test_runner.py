@@ -309,3 +309,74 @@ def test_help_version_and_debug():
     assert run_cli("--version").out.startswith("vbench ")
     result = process_result("info", "nope", "--debug")
     assert result.code != 0 and "Traceback" in result.err
+
+
+# --- faults: checkpoints belong to one store and run; damaged files never stop the command ---------
+def interrupt_after_two_epochs(plugin: str, data_root, db: Path) -> None:
+    """Leaves run 1 interrupted with checkpoints after epochs 1 (previous) and 2 (current)."""
+    result = run_cli(*resumable_command(plugin, data_root, db), env={"VBENCH_TEST_INTERRUPT_AFTER": "6"})
+    assert result.code == 130, result.out + result.err  # three steps an epoch: interrupted in epoch 3
+
+
+def test_a_truncated_checkpoint_is_skipped_and_the_run_continues_from_the_previous(plugin, tmp_path):
+    fixture = write_fixture("cifar10", tmp_path / "data", per_batch=12, num_test=20)
+    broken_db, whole_db = tmp_path / "broken" / "runs.db", tmp_path / "whole" / "runs.db"
+    interrupt_after_two_epochs(plugin, fixture.root, broken_db)
+    current = [p for p in checkpoint_files(broken_db) if p.name == "run-1.pt"][0]
+    current.write_bytes(current.read_bytes()[: current.stat().st_size // 2])  # as a kill during a copy leaves it
+    result = run_cli(*resumable_command(plugin, fixture.root, broken_db))
+    assert result.code == 0, result.out + result.err
+    assert f"warning: checkpoint {current} cannot be read" in result.out
+    assert "resuming run 1 from its checkpoint after epoch 1" in result.out
+    assert run_cli(*resumable_command(plugin, fixture.root, whole_db)).code == 0
+    assert_same_training(whole_db, broken_db)
+
+
+def test_two_stores_in_one_folder_never_share_a_checkpoint(plugin, tmp_path):
+    fixture = write_fixture("cifar10", tmp_path / "data", per_batch=12, num_test=20)
+    first, second = tmp_path / "results" / "a.db", tmp_path / "results" / "b.db"
+    interrupt_after_two_epochs(plugin, fixture.root, first)
+    first_files = checkpoint_files(first)
+    result = run_cli(*resumable_command(plugin, fixture.root, second))
+    assert result.code == 0 and "resuming" not in result.out  # trained from scratch in its own store
+    [run] = open_store(str(second), write=False).list_runs()
+    assert run.status == "done" and len(open_store(str(second), write=False).steps(run.id)) == 6
+    deleted = run_cli("runs", "rm", "1", env={"VBENCH_DB": str(second)})  # the same run id, the other store
+    assert deleted.code == 0, deleted.err
+    assert all(path.exists() for path in first_files)
+    assert run_cli(*resumable_command(plugin, fixture.root, first)).out.count("resuming run 1") == 1
+
+
+def test_a_postgresql_store_never_takes_a_sqlite_stores_checkpoint(plugin, tmp_path, fresh_database):
+    fixture = write_fixture("cifar10", tmp_path / "data", per_batch=12, num_test=20)
+    sqlite_db = tmp_path / "results" / "vbench.db"
+    interrupt_after_two_epochs(plugin, fixture.root, sqlite_db)
+    command = [item if item != sqlite_db else fresh_database for item in resumable_command(plugin, fixture.root, sqlite_db)]
+    result = run_cli(*command, cwd=tmp_path)  # checkpoints of a server store go under ./results as well
+    assert result.code == 0 and "resuming" not in result.out, result.out + result.err
+    store = open_store(fresh_database, write=False)
+    [run] = store.list_runs()
+    assert run.status == "done" and [s.step for s in store.steps(run.id)] == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "results" / "checkpoints" / store.store_id / "run-1.pt").exists()
+
+
+def test_a_run_survives_a_postgresql_restart(plugin, tmp_path, fresh_database, restart_postgres):
+    fixture = write_fixture("cifar10", tmp_path / "data", per_batch=60, num_test=20)
+    process = start_cli("run", "--suite", "cifar10", "--backbones", "tiny-test", "--plugin", plugin, "--epochs", "8",
+                        "--data-root", fixture.root, "--db", fresh_database, "--batch-size", "20", *FAST, cwd=tmp_path)
+
+    def first_step_recorded() -> bool:
+        try:
+            store = open_store(fresh_database, write=False)
+            runs = store.list_runs()
+            return bool(runs) and bool(store.steps(runs[0].id))
+        except Exception:  # noqa: BLE001 - the schema is being created
+            return False
+
+    wait_until(first_step_recorded, process)
+    restart_postgres()  # the server goes away mid-run and is back within a second
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output
+    store = open_store(fresh_database, write=False)
+    [run] = store.list_runs()
+    assert run.status == "done" and [s.step for s in store.steps(run.id)] == list(range(1, 9))

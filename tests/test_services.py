@@ -24,10 +24,10 @@ def test_postgres_store_round_trip(fresh_database):
     store = open_store(fresh_database)
     assert store.engine.dialect.name == "postgresql"
     run_id = store.start_run(suite="smoke", backbone="vit-0.5m", seed=1, recipe_hash="h", recipe={"lr": 1e-3})
-    store.finish_run(run_id, "done", top1=42.5, flops=188_837_000_000)
+    store.finish_run(run_id, "done", metrics={"top1": 42.5}, flops=188_837_000_000)
     store.close()
     runs = open_store(fresh_database).list_runs()
-    assert [(r.id, r.backbone, r.status, r.top1, r.flops, r.recipe) for r in runs] == [
+    assert [(r.id, r.backbone, r.status, r.metrics["top1"], r.flops, r.recipe) for r in runs] == [
         (run_id, "vit-0.5m", "done", 42.5, 188_837_000_000, {"lr": 1e-3})
     ]
 
@@ -50,8 +50,8 @@ def _add_runs(url: str, worker: int, runs: int, go) -> None:
     store = open_store(url)  # every worker races to create the schema too, as parallel sweep jobs do
     for index in range(runs):
         run_id = store.start_run(suite="s", backbone=f"w{worker}", seed=index, recipe_hash="h")
-        store.add_epoch(run_id, {"epoch": 1, "top1": float(index)}, epochs_done=1)
-        store.finish_run(run_id, "done", top1=float(index))
+        store.add_step(run_id, 1, {"top1": float(index)}, steps_done=1)
+        store.finish_run(run_id, "done", metrics={"top1": float(index)})
 
 
 def test_four_concurrent_writer_processes_lose_no_row(fresh_database):
@@ -68,7 +68,7 @@ def test_four_concurrent_writer_processes_lose_no_row(fresh_database):
     store = open_store(fresh_database)
     rows = store.list_runs()
     assert sorted((r.backbone, r.seed) for r in rows) == sorted((f"w{w}", i) for w in range(workers) for i in range(runs))
-    assert all(r.status == "done" for r in rows) and store.count_epochs() == workers * runs
+    assert all(r.status == "done" for r in rows) and sum(len(steps) for steps in store.steps_of([r.id for r in rows]).values()) == workers * runs
 
 
 def test_restart_postgres_breaks_connections_and_the_server_comes_back(fresh_database, restart_postgres):

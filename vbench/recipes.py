@@ -49,10 +49,10 @@ class Recipe:
         """The recipe paths a ``--set`` key addresses in the recipe ``tree`` (default: the dotted key)."""
         return [tuple(key.split("."))]
 
-    @classmethod
-    def resolve_defaults(cls, values: dict, explicit: dict[str, int]) -> dict:
-        """Fill in values that depend on others (``explicit``: key -> layer that set it last)."""
-        return values
+    def resolve_defaults(self, explicit: dict[str, int]) -> "Recipe":
+        """This recipe with the values that depend on others filled in (``explicit``: key -> the layer that
+        set it last, later layers higher)."""
+        return self
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,12 @@ class ClassificationRecipe(Recipe):
                             f"({self.epochs}); lower warmup_epochs or leave it out (it follows the epochs)")
         return problems
 
-    @classmethod
-    def resolve_defaults(cls, values: dict, explicit: dict[str, int]) -> dict:
+    def resolve_defaults(self, explicit: dict[str, int]) -> "ClassificationRecipe":
         """Warm-up follows the epochs: unless warmup_epochs was set where the epochs were or later, it is
         the paper's share of the run (10 of 100 epochs), rounded down, so a run under 10 epochs has none."""
-        epochs_layer, warmup_layer = explicit.get("epochs", -1), explicit.get("warmup_epochs", -1)
-        if "epochs" in values and warmup_layer < epochs_layer:
-            values = {**values, "warmup_epochs": values["epochs"] // PAPER_WARMUP_SHARE}
-        return values
+        if explicit.get("warmup_epochs", -1) < explicit.get("epochs", -1):
+            return dataclasses.replace(self, warmup_epochs=self.epochs // PAPER_WARMUP_SHARE)
+        return self
 
 
 @dataclass(frozen=True)

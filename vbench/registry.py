@@ -198,6 +198,7 @@ def _merge(existing: BackboneSpec, new: BackboneSpec, task: str, variant: Varian
             raise DuplicateBackboneError(
                 f"backbone name {new.name!r} ({task}) from {variant.module} is already registered by "
                 f"{held.module}.{held.function}; rename one of them")
+        _check_same_declaration(existing, new, held, variant)
         held.builder = variant.builder or held.builder  # the lazily read declaration meets its function
         return
     if existing.family != new.family:
@@ -210,6 +211,16 @@ def _merge(existing: BackboneSpec, new: BackboneSpec, task: str, variant: Varian
     existing.paper_names += tuple(n for n in new.paper_names if n not in existing.paper_names)
     for alias in added:
         _LOOKUP[alias.lower()] = existing.name
+
+
+def _check_same_declaration(existing: BackboneSpec, new: BackboneSpec, held: Variant, variant: Variant) -> None:
+    """The declaration read from a module's source and the one its import makes must agree."""
+    read = (held.accepts, held.features, held.recipe_kind)
+    made = (variant.accepts, variant.features, variant.recipe_kind)
+    if read != made or existing.family != new.family or not set(new.aliases) <= set(existing.aliases) \
+            or not set(new.paper_names) <= set(existing.paper_names):
+        raise VbenchError(f"backbone {new.name!r}: the declaration read from {variant.module}'s source differs from "
+                          "the one its import makes; write @register_backbone's arguments as literals")
 
 
 def _check_free(keys: list[str], name: str, module: str) -> None:
@@ -394,7 +405,7 @@ def canonical_or_none(name: str) -> str | None:
 
 
 def select_backbones(patterns: str | Iterable[str], family: str | None = None, task: str | None = None) -> list[BackboneSpec]:
-    """Backbones named by comma-separated names, aliases or shell patterns (``vit-*``), in the order given.
+    """Backbones named by comma-separated names, aliases or shell patterns over names (``vit-*``), in order.
 
     A plain name must exist (closest names otherwise); a pattern must match at least one backbone.
     """
@@ -402,18 +413,14 @@ def select_backbones(patterns: str | Iterable[str], family: str | None = None, t
     chosen: list[BackboneSpec] = []
     for item in items:
         if any(ch in item for ch in "*?["):
-            matches = [s for s in list_backbones(family=family, task=task)
-                       if any(fnmatch.fnmatchcase(key, item.lower()) for key in _keys(s))]
+            matches = sorted((s for s in list_backbones(family=family, task=task)  # names, as timm's list_models
+                              if fnmatch.fnmatchcase(s.name.lower(), item.lower())), key=lambda s: s.name)
             if not matches:
                 raise UnknownNameError(f"no backbone matches {item!r}" + _filters_text(family, task))
         else:
             matches = [get_backbone(item)]
         chosen += [spec for spec in matches if spec not in chosen]
     return chosen
-
-
-def _keys(spec: BackboneSpec) -> list[str]:
-    return [spec.name.lower(), *(alias.lower() for alias in spec.aliases)]
 
 
 def _filters_text(family: str | None, task: str | None) -> str:

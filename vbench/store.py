@@ -377,7 +377,7 @@ class Store:
                 return None
             return connection.scalar(select(SchemaInfo.version).order_by(SchemaInfo.version.desc()))
 
-        return self._retrying(lambda: _with_connection(self.engine, work))
+        return _with_connection(self.engine, work)
 
     def _load_identity(self) -> None:
         self.store_id = self._read(lambda s: s.scalar(select(StoreInfo.value).where(StoreInfo.key == "store_id")))

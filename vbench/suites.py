@@ -267,8 +267,8 @@ def _check_sizes(values: dict, task: TaskInfo, source) -> None:
 
 def _build_recipe(task: TaskInfo, table: dict, origins: dict) -> Recipe:
     explicit = {path[1]: origin.layer for path, origin in origins.items() if path[0] == "recipe" and len(path) > 1}
-    values = task.recipe.resolve_defaults(dict(table), explicit)
-    recipe = coerce_dataclass(values, task.recipe, lambda key: _origin_text(origins, ("recipe", *key)), "recipe.")
+    recipe = coerce_dataclass(table, task.recipe, lambda key: _origin_text(origins, ("recipe", *key)), "recipe.")
+    recipe = recipe.resolve_defaults(explicit)
     problems = recipe.problems()
     if problems:
         raise VbenchError(f"{_recipe_source(origins)}: {problems[0]}")

@@ -54,7 +54,7 @@ def _table(rows: list[dict], measured: bool, img: int, classes: int) -> Table:
     table = Table(title=title, caption=FLOPS_NOTE if measured else "--measure counts params and FLOPs")
     table.add_column("name", no_wrap=True)
     table.add_column("family", no_wrap=True)
-    table.add_column("tasks")
+    table.add_column("tasks", overflow="fold")
     table.add_column("paper names", overflow="fold")
     table.add_column("paper params", justify="right")
     if measured:
@@ -97,7 +97,8 @@ def list_suites_command(
         return
     table = Table(title="Suites", caption="--suite also takes a path to your own suite file")
     for column in ("name", "task", "kind", "image size", "classes", "schedule"):
-        table.add_column(column, justify="right" if column in ("image size", "classes", "schedule") else "left")
+        table.add_column(column, justify="right" if column in ("image size", "classes", "schedule") else "left",
+                         no_wrap=column in ("name", "task"), overflow="fold")
     for row in rows:
         table.add_row(row["name"], row["task"], row["kind"], f"{row['img_size']}x{row['img_size']}",
                       str(row["num_classes"]), f"{row['steps']} {row['step_unit']}s")
