@@ -25,6 +25,7 @@ from vbench.errors import UnknownNameError, VbenchError
 TASKS = ("classification", "segmentation")
 KINDS = ("cifar10", "cifar100", "svhn", "tiny-imagenet", "image-folder", "smoke", "ade20k")
 AUTOAUGMENT_POLICIES = ("cifar10", "svhn", "imagenet", "none")
+AUGMENT_IMPLS = ("authors", "torchvision")  # whose AutoAugment ops and Random Erasing (vbench.authors_augment)
 OPTIMIZERS = ("adamw", "adam", "sgd")
 
 
@@ -57,10 +58,13 @@ class Recipe(HashedRecipe):
     crop_padding: int = 4
     hflip: float = 0.5
     autoaugment: str = "cifar10"  # cifar10 | svhn | imagenet | none
+    # authors: AutoAugment and Random Erasing as the paper's released trainer applies them (PIL ops,
+    # grey fill, uniform aspect, 100 attempts, raw-mean fill); torchvision: torchvision's definitions
+    augment_impl: str = "authors"
     erasing_prob: float = 0.25
     erasing_max_area: float = 0.4
     erasing_min_area: float = 0.02
-    erasing_aspect: float = 0.3  # aspect ratio drawn log-uniformly from (aspect, 1/aspect)
+    erasing_aspect: float = 0.3  # aspect ratio drawn from (aspect, 1/aspect): uniformly (authors), log-uniformly (torchvision)
     mix_prob: float = 0.5
     switch_prob: float = 0.5  # chance that a mixing step is CutMix rather than Mixup
     mixup_alpha: float = 1.0
@@ -284,6 +288,8 @@ def _range_problem(key: str, value: Any) -> str | None:
         return "must not be negative"
     if key == "autoaugment" and value not in AUTOAUGMENT_POLICIES:
         return f"must be one of {', '.join(AUTOAUGMENT_POLICIES)}"
+    if key == "augment_impl" and value not in AUGMENT_IMPLS:
+        return f"must be one of {', '.join(AUGMENT_IMPLS)}"
     if key == "optimizer" and value not in OPTIMIZERS:
         return f"must be one of {', '.join(OPTIMIZERS)}"
     return None
