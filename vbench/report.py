@@ -114,6 +114,13 @@ class ModelResult:
     params: int | None
     flops: int | None
     seeds: tuple[int, ...]
+    augment_impl: str | None = None  # whose AutoAugment / Random Erasing the runs used (recipe key)
+
+
+def recipe_augment_impl(recipe) -> str | None:
+    """The ``augment_impl`` of a stored run's recipe: runs stored before the key existed ran torchvision's
+    ops; None when the run stored no recipe."""
+    return recipe.get("augment_impl", "torchvision") if isinstance(recipe, dict) else None
 
 
 def aggregate(frame: pd.DataFrame) -> list[ModelResult]:
@@ -128,7 +135,7 @@ def aggregate(frame: pd.DataFrame) -> list[ModelResult]:
             n=len(accs), acc_mean=float(accs.mean()), acc_std=float(accs.std(ddof=1)) if len(accs) > 1 else None,
             top5_mean=float(top5.mean()) if len(top5) else None,
             params=_int_or_none(first.get("params")), flops=_int_or_none(first.get("flops")),
-            seeds=tuple(int(s) for s in group["seed"]),
+            seeds=tuple(int(s) for s in group["seed"]), augment_impl=recipe_augment_impl(first.get("recipe")),
         ))
     return results
 
@@ -181,6 +188,7 @@ def suite_records(results: list[ModelResult], compare_paper: bool) -> list[dict]
             "params_m": result.params / 1e6 if result.params is not None else None,
             "flops_m": result.flops / 1e6 if result.flops is not None else None,
             "seeds": list(result.seeds),
+            "augment_impl": result.augment_impl,
         })
         if compare_paper:
             record.update({
@@ -330,6 +338,11 @@ def _suite_title(suite: str, dataset: str | None) -> str:
     return f"{suite} ({title})" if title and title != suite else suite
 
 
+def _augment_note(records: list[dict]) -> str:
+    impls = sorted({record["augment_impl"] for record in records} - {None})
+    return f", augment_impl {' + '.join(impls)}" if impls else ""
+
+
 def _right_aligned(frame: pd.DataFrame) -> list[str]:
     return ["left" if column == "Model" else "right" for column in frame.columns]
 
@@ -341,7 +354,7 @@ def render(report: Report, fmt: str) -> str:
 
 
 def _sections(report: Report) -> list[tuple[str, pd.DataFrame]]:
-    sections = [(_suite_title(suite, dataset), suite_display_frame(records, report.compare_paper))
+    sections = [(_suite_title(suite, dataset) + _augment_note(records), suite_display_frame(records, report.compare_paper))
                 for suite, dataset, records in report.suites]
     if report.table4 is not None:
         records, columns = report.table4
