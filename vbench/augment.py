@@ -134,8 +134,8 @@ def sample_erasing(rng: np.random.Generator, n: int, img_h: int, img_w: int, rec
 
 
 def erase(x: torch.Tensor, top, left, height, width, fill: torch.Tensor | None = None) -> torch.Tensor:
-    """``x`` with each image's box filled with ``fill`` per channel ([3]), or, when it is None, with 0
-    (the dataset mean after normalisation; then in place)."""
+    """Fill each image's box with ``fill`` per channel ([3]), or, when it is None, with 0 (the dataset
+    mean after normalisation), in place."""
     img_h, img_w = x.shape[-2:]
     rows = torch.arange(img_h, device=x.device)[None, :]
     cols = torch.arange(img_w, device=x.device)[None, :]
@@ -144,7 +144,9 @@ def erase(x: torch.Tensor, top, left, height, width, fill: torch.Tensor | None =
     box = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
     if fill is None:
         return x.masked_fill_(box, 0.0)
-    return torch.where(box, fill.view(1, -1, 1, 1), x)
+    for channel, value in enumerate(fill):  # a 0-d tensor on the device: no host sync
+        x[:, channel].masked_fill_(box[:, 0], value)
+    return x
 
 
 class TorchvisionOps:
