@@ -160,6 +160,24 @@ def test_backbone_filter_json_and_html(db, vbench_cli):
     assert code == 0 and "<td>LKCA-T</td>" in out and "<td>97.00</td>" in out
 
 
+def test_report_names_the_augmentation_of_the_runs(tmp_path, vbench_cli):
+    """The recipe's augment_impl shows in the suite's title and JSON rows (runs stored before the key: torchvision)."""
+    import json
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    store = open_store(url)
+    for backbone, recipe in (("lkca-t", {"augment_impl": "authors"}), ("vit-lite", {"epochs": 100})):
+        store.start_run(suite="cifar10", dataset="cifar10", backbone=backbone, paper_names=[], seed=0, recipe=recipe,
+                        recipe_hash="r1", status="done", top1=90.0, top5=99.0, params=1, flops=1, epochs=1, epochs_done=1)
+    store.close()
+    code, out, err = vbench_cli("report", "--db", url, "--format", "markdown")
+    assert code == 0, err
+    assert out.startswith("## cifar10 (CIFAR-10), augment_impl authors + torchvision\n")
+    code, out, err = vbench_cli("report", "--db", url, "--format", "json")
+    rows = json.loads(out)["suites"][0]["rows"]
+    assert {row["backbone"]: row["augment_impl"] for row in rows} == {"lkca-t": "authors", "vit-lite": "torchvision"}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--format", "docx"], "unknown --format 'docx'"),
     (["--compare", "swin"], "unknown --compare 'swin'"),

@@ -7,12 +7,14 @@ One epoch is ``repeats`` back-to-back shuffled passes over the training set, dro
 
 Why hand-written: torchvision's transforms draw one set of random parameters per call, so on a batch
 they would give every image the same crop, flip and sub-policy; timm's Mixup pairs each image with the
-reversed batch instead of a random permutation. The AutoAugment policy tables, magnitude bins and the
-ops themselves are torchvision's (``transforms.v2.AutoAugment``): the images of a chunk are grouped by
-the (op, magnitude) they drew and each group goes through torchvision's op as one batched call.
-(That reuses three private members of torchvision's v2 AutoAugment: ``_policies``,
+reversed batch instead of a random permutation. The AutoAugment policy tables are torchvision's
+(``transforms.v2.AutoAugment``); the images of a chunk are grouped by the (op, magnitude) they drew and
+each group goes through the op as one batched call. The recipe's ``augment_impl`` picks the ops, their
+magnitude bins and the Random Erasing: "authors" (``vbench.authors_augment``: the paper's released
+trainer, PIL ops with grey fill, checked against PIL in tests/test_authors_augment.py) or "torchvision"
+(torchvision's own ops; that reuses three private members of its v2 AutoAugment: ``_policies``,
 ``_AUGMENTATION_SPACE`` and ``_apply_image_or_video_transform``; tests/test_augment.py checks every
-op against the per-image result of torchvision's v1 ``_apply_op``, so an upstream change shows up there.)
+op against the per-image result of torchvision's v1 ``_apply_op``, so an upstream change shows up there).
 
 Randomness: every random number of an epoch is drawn up front from a NumPy generator seeded from
 (seed, epoch), in a fixed order that does not depend on the device or the chunk size, so a resumed
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy
 
+from vbench.authors_augment import AuthorsOps, authors_erasing_shapes
 from vbench.recipes import ClassificationRecipe as Recipe
 from vbench.suites import Suite
 
@@ -106,50 +109,80 @@ class ErasingParams:
 
 
 def sample_erasing(rng: np.random.Generator, n: int, img_h: int, img_w: int, recipe: Recipe) -> ErasingParams:
-    """Random Erasing boxes as torchvision draws them: area uniform in [min, max] of the image, aspect
-    log-uniform in (aspect, 1/aspect), up to 10 attempts until the box fits, position uniform."""
+    """Random Erasing boxes: area uniform in [min, max] of the image, the first of several attempts that
+    fits, position uniform. torchvision: aspect log-uniform in (aspect, 1/aspect), up to 10 attempts;
+    authors: aspect uniform, up to 100 attempts (``authors_erasing_shapes``)."""
     apply = rng.random(n) < recipe.erasing_prob
-    area = rng.uniform(recipe.erasing_min_area, recipe.erasing_max_area, (n, ERASING_ATTEMPTS)) * img_h * img_w
-    log_aspect = math.log(recipe.erasing_aspect)
-    aspect = np.exp(rng.uniform(log_aspect, -log_aspect, (n, ERASING_ATTEMPTS)))
-    heights = np.round(np.sqrt(area * aspect)).astype(np.int64)
-    widths = np.round(np.sqrt(area / aspect)).astype(np.int64)
-    fits = (heights < img_h) & (widths < img_w)
-    first = fits.argmax(axis=1)
-    rows = np.arange(n)
-    height, width = heights[rows, first], widths[rows, first]
-    apply &= fits.any(axis=1)
+    areas = (recipe.erasing_min_area, recipe.erasing_max_area)
+    if recipe.augment_impl == "authors":
+        height, width, found = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+        height[apply], width[apply], found[apply] = authors_erasing_shapes(
+            rng, int(apply.sum()), img_h, img_w, *areas, recipe.erasing_aspect)
+    else:
+        area = rng.uniform(*areas, (n, ERASING_ATTEMPTS)) * img_h * img_w
+        log_aspect = math.log(recipe.erasing_aspect)
+        aspect = np.exp(rng.uniform(log_aspect, -log_aspect, (n, ERASING_ATTEMPTS)))
+        heights = np.round(np.sqrt(area * aspect)).astype(np.int64)
+        widths = np.round(np.sqrt(area / aspect)).astype(np.int64)
+        fits = (heights < img_h) & (widths < img_w)
+        first = fits.argmax(axis=1)
+        rows = np.arange(n)
+        height, width, found = heights[rows, first], widths[rows, first], fits.any(axis=1)
+    apply &= found
     top = np.floor(rng.random(n) * (img_h - height + 1)).astype(np.int64)
     left = np.floor(rng.random(n) * (img_w - width + 1)).astype(np.int64)
     return ErasingParams(apply=apply, top=top, left=left, height=height * apply, width=width * apply)
 
 
-def erase(x: torch.Tensor, top, left, height, width) -> torch.Tensor:
-    """Fill each image's box with 0, the dataset mean after normalisation (in place)."""
+def erase(x: torch.Tensor, top, left, height, width, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Fill each image's box with ``fill`` per channel ([3]), or, when it is None, with 0 (the dataset
+    mean after normalisation), in place."""
     img_h, img_w = x.shape[-2:]
     rows = torch.arange(img_h, device=x.device)[None, :]
     cols = torch.arange(img_w, device=x.device)[None, :]
     in_rows = (rows >= top[:, None]) & (rows < (top + height)[:, None])
     in_cols = (cols >= left[:, None]) & (cols < (left + width)[:, None])
-    return x.masked_fill_((in_rows[:, :, None] & in_cols[:, None, :])[:, None], 0.0)
+    box = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+    if fill is None:
+        return x.masked_fill_(box, 0.0)
+    for channel, value in enumerate(fill):  # a 0-d tensor on the device: no host sync
+        x[:, channel].masked_fill_(box[:, 0], value)
+    return x
+
+
+class TorchvisionOps:
+    """torchvision's AutoAugment ops and magnitude bins (nearest interpolation, fill 0): the op set of
+    ``BatchedAutoAugment`` for ``augment_impl = "torchvision"``."""
+
+    def __init__(self, autoaugment: AutoAugment, height: int, width: int):
+        self.autoaugment, self.height, self.width = autoaugment, height, width
+
+    def magnitude(self, name: str, bin_index: int | None) -> tuple[float, bool]:
+        magnitudes_fn, signed = self.autoaugment._AUGMENTATION_SPACE[name]
+        magnitudes = magnitudes_fn(10, self.height, self.width)
+        return (float(magnitudes[bin_index]) if magnitudes is not None else 0.0), signed
+
+    def apply(self, x: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
+        tv = self.autoaugment
+        return tv._apply_image_or_video_transform(x, name, magnitude, interpolation=tv.interpolation, fill=tv._fill)
 
 
 class BatchedAutoAugment:
-    """torchvision's AutoAugment policy, with per-image sub-policies, applied to a whole uint8 batch."""
+    """An AutoAugment policy, with per-image sub-policies, applied to a whole uint8 batch with the ops of
+    ``impl``: "torchvision" (``TorchvisionOps``) or "authors" (``vbench.authors_augment.AuthorsOps``)."""
 
-    def __init__(self, policy: str, img_size: int | tuple[int, int]):
+    def __init__(self, policy: str, img_size: int | tuple[int, int], impl: str = "torchvision"):
         height, width = (img_size, img_size) if isinstance(img_size, int) else img_size
-        self.torchvision = AutoAugment(AutoAugmentPolicy(policy))  # nearest interpolation, fill 0
-        self.policies = self.torchvision._policies  # 25 sub-policies of two (op, probability, bin) each
+        torchvision = AutoAugment(AutoAugmentPolicy(policy))  # nearest interpolation, fill 0
+        self.policies = torchvision._policies  # 25 sub-policies of two (op, probability, bin) each
+        self.op_set = AuthorsOps(height, width) if impl == "authors" else TorchvisionOps(torchvision, height, width)
         self.ops: list[tuple[str, float]] = []  # distinct (op name, signed magnitude)
         # op_table[k, slot, negative] -> index into self.ops
         self.op_table = np.zeros((len(self.policies), 2, 2), dtype=np.int64)
         self.probabilities = np.zeros((len(self.policies), 2))
         for k, sub_policy in enumerate(self.policies):
             for slot, (name, probability, bin_index) in enumerate(sub_policy):
-                magnitudes_fn, signed = self.torchvision._AUGMENTATION_SPACE[name]
-                magnitudes = magnitudes_fn(10, height, width)
-                magnitude = float(magnitudes[bin_index]) if magnitudes is not None else 0.0
+                magnitude, signed = self.op_set.magnitude(name, bin_index)
                 self.probabilities[k, slot] = probability
                 for negative in (0, 1):
                     key = (name, -magnitude if (negative and signed) else magnitude)
@@ -172,12 +205,11 @@ class BatchedAutoAugment:
 
     def apply_op(self, x: torch.Tensor, op_id: int) -> torch.Tensor:
         name, magnitude = self.ops[op_id]
-        tv = self.torchvision
-        return tv._apply_image_or_video_transform(x, name, magnitude, interpolation=tv.interpolation, fill=tv._fill)
+        return self.op_set.apply(x, name, magnitude)
 
     def __call__(self, x: torch.Tensor, op_ids: np.ndarray) -> torch.Tensor:
         """Apply slot 0 then slot 1; within a slot, each group of images that drew the same
-        (op, magnitude) goes through torchvision's op as one batched call."""
+        (op, magnitude) goes through the op as one batched call."""
         for slot in range(op_ids.shape[1]):
             ids = op_ids[:, slot]
             active = np.flatnonzero(ids >= 0)
@@ -310,8 +342,10 @@ class BatchedRecipe:
         self.img_size = suite.img_size
         self.mean = torch.tensor(suite.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(suite.std, device=self.device).view(1, 3, 1, 1)
-        policy = self.recipe.autoaugment
-        self.autoaugment = BatchedAutoAugment(policy, suite.img_size) if policy != "none" else None
+        policy, impl = self.recipe.autoaugment, self.recipe.augment_impl
+        self.autoaugment = BatchedAutoAugment(policy, suite.img_size, impl) if policy != "none" else None
+        # the authors' Random Erasing writes the raw dataset mean into the normalised tensor; torchvision's 0
+        self.erasing_fill = torch.tensor(suite.mean, device=self.device) if impl == "authors" else None
         # Images are augmented a chunk of whole batches at a time: the per-op groups get larger and the
         # per-call overhead is paid once per chunk, not once per batch.
         pixels = suite.img_size * suite.img_size
@@ -341,7 +375,7 @@ class BatchedRecipe:
             x = self.autoaugment(x, plan.op_ids[positions])
         x = self.normalize(x)
         er = plan.erasing
-        return erase(x, *(as_tensor(a) for a in (er.top, er.left, er.height, er.width)))
+        return erase(x, *(as_tensor(a) for a in (er.top, er.left, er.height, er.width)), fill=self.erasing_fill)
 
     def train_batches(self, images_u8: torch.Tensor, labels: torch.Tensor, seed: int, epoch: int) -> Iterator[TrainBatch]:
         """Deterministic given (seed, epoch); ``images_u8`` [N,3,H,W] may live on any device."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 AUTOAUGMENT_POLICIES = ("cifar10", "svhn", "imagenet", "none")
+AUGMENT_IMPLS = ("authors", "torchvision")  # whose AutoAugment ops and Random Erasing (vbench.authors_augment)
 OPTIMIZERS = ("adamw", "adam", "sgd")
 HEADS = ("upernet", "fpn")
 PAPER_WARMUP_SHARE = 10  # the paper warms up for 10 of its 100 epochs
@@ -45,6 +46,11 @@ class Recipe:
         return []
 
     @classmethod
+    def stored(cls, recipe: dict) -> dict:
+        """A run's stored recipe with the keys of older vbench versions filled in as those versions ran."""
+        return recipe
+
+    @classmethod
     def expand_key(cls, key: str, tree: dict) -> list[tuple[str, ...]]:
         """The recipe paths a ``--set`` key addresses in the recipe ``tree`` (default: the dotted key)."""
         return [tuple(key.split("."))]
@@ -72,6 +78,7 @@ class ClassificationRecipe(Recipe):
     crop_padding: int = spec(4, min=0)
     hflip: float = spec(0.5, within=(0, 1))
     autoaugment: str = spec("cifar10", choices=AUTOAUGMENT_POLICIES)
+    augment_impl: str = spec("authors", choices=AUGMENT_IMPLS)  # the authors' trainer's ops, or torchvision's
     erasing_prob: float = spec(0.25, within=(0, 1))
     erasing_max_area: float = spec(0.4, within=(0, 1))
     erasing_min_area: float = spec(0.02, within=(0, 1))
@@ -82,6 +89,11 @@ class ClassificationRecipe(Recipe):
     cutmix_alpha: float = spec(1.0, min=0)
     eval_batch_size: int = spec(256, min=1)
     seed: int = spec(0, min=0, bookkeeping="the default of --seeds; each run's seed is a key column of its own")
+
+    @classmethod
+    def stored(cls, recipe: dict) -> dict:
+        """A run's stored recipe with the keys of older vbench versions filled in as those versions ran."""
+        return {"augment_impl": "torchvision", **recipe}  # before the key, every run used torchvision's ops
 
     def problems(self) -> list[str]:
         problems = []

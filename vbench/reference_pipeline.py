@@ -1,10 +1,13 @@
-"""The recipe as the paper's code ran it: torchvision PIL transforms per image in DataLoader workers.
+"""The recipe as the paper's code ran it: PIL transforms per image in DataLoader workers.
 
 ``--pipeline reference`` uses this to compare the batched pipeline against on equal terms: the same
 epoch order (three shuffled passes, drop_last) and the same per-batch Mixup/CutMix draws as
-``BatchedRecipe`` (both come from the (seed, epoch) generator), with the per-image transforms of
-torchvision: RandomCrop(padding), RandomHorizontalFlip, AutoAugment (PIL), ToTensor, Normalize,
-RandomErasing (value 0, i.e. the dataset mean after normalisation).
+``BatchedRecipe`` (both come from the (seed, epoch) generator), with per-image transforms:
+RandomCrop(padding), RandomHorizontalFlip, AutoAugment (PIL), ToTensor, Normalize, Random Erasing.
+AutoAugment and Random Erasing follow the recipe's ``augment_impl``: "authors" runs the authors' own
+PIL ops and erasing class as ``vbench.authors_augment`` defines them (their trainer's pipeline, and
+the check for the batched version); "torchvision" runs torchvision's AutoAugment and RandomErasing
+(value 0, i.e. the dataset mean after normalisation).
 
 Per-image randomness comes from torch's generator in each worker, which the DataLoader seeds from its
 own generator seeded from (seed, epoch): deterministic for a given ``num_workers``. With
@@ -22,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from vbench.augment import EpochPlan, TrainBatch, epoch_rng, mix_batch
+from vbench.authors_augment import AuthorsAutoAugment, AuthorsRandomErasing
 from vbench.suites import Suite
 
 
@@ -41,26 +45,25 @@ class _PILImages(Dataset):
 
 
 class ReferenceRecipe:
-    """Same three methods as ``BatchedRecipe``, built from torchvision PIL transforms and a DataLoader."""
+    """Same three methods as ``BatchedRecipe``, built from per-image PIL transforms and a DataLoader."""
 
     def __init__(self, suite: Suite, device: torch.device | str = "cpu", num_workers: int = 4):
         self.suite = suite
         self.recipe = recipe = suite.recipe
         self.device = torch.device(device)
         self.num_workers = num_workers
+        authors = recipe.augment_impl == "authors"
+        areas = (recipe.erasing_min_area, recipe.erasing_max_area)
         per_image = [T.RandomCrop(suite.img_size, padding=recipe.crop_padding), T.RandomHorizontalFlip(recipe.hflip)]
         if recipe.autoaugment != "none":
-            per_image.append(T.AutoAugment(T.AutoAugmentPolicy(recipe.autoaugment)))
-        per_image += [
-            T.ToTensor(),
-            T.Normalize(suite.mean, suite.std),
-            T.RandomErasing(
-                p=recipe.erasing_prob,
-                scale=(recipe.erasing_min_area, recipe.erasing_max_area),
-                ratio=(recipe.erasing_aspect, 1.0 / recipe.erasing_aspect),
-                value=0,
-            ),
-        ]
+            policy = recipe.autoaugment
+            per_image.append(AuthorsAutoAugment(policy) if authors else T.AutoAugment(T.AutoAugmentPolicy(policy)))
+        if authors:
+            erasing = AuthorsRandomErasing(recipe.erasing_prob, *areas, recipe.erasing_aspect, fill=suite.mean)
+        else:
+            ratio = (recipe.erasing_aspect, 1.0 / recipe.erasing_aspect)
+            erasing = T.RandomErasing(p=recipe.erasing_prob, scale=areas, ratio=ratio, value=0)
+        per_image += [T.ToTensor(), T.Normalize(suite.mean, suite.std), erasing]
         self.train_transform = T.Compose(per_image)
         self.eval_transform = T.Compose([T.ToTensor(), T.Normalize(suite.mean, suite.std)])
 

@@ -170,6 +170,8 @@ def recipe_notes(groups: list[ResultGroup]) -> list[str]:
         group = next(g for g in groups if g.recipe_hash == recipe_hash)
         differences = recipe_differences(group.recipe, paper_recipe(group.task, group.dataset))
         steps = f"{group.steps} {group.step_unit}{'' if group.steps == 1 else 's'}"
+        if "augment_impl" in group.recipe:
+            steps += f", augment_impl {group.recipe['augment_impl']}"
         text = "the paper's recipe" if not differences else "differs from the paper's: " + ", ".join(differences)
         notes.append(f"Recipe {recipe_hash[:8]} ({steps}): {text}.")
     for data_id in dict.fromkeys(g.data_id for g in groups):
@@ -212,8 +214,8 @@ def classification_records(groups: list[ResultGroup], compare_paper: bool) -> li
             "partner": partner.backbone if partner else None,
             "top5_mean": mean_std(top5)[0] if top5 else None,
             "params_m": millions(group.params), "flops_m": millions(group.flops),
-            "epochs": group.steps, "recipe_hash": group.recipe_hash, "data_id": group.data_id,
-            "precision": group.precision, "images_per_s": group.images_per_s,
+            "epochs": group.steps, "recipe_hash": group.recipe_hash, "augment_impl": group.recipe.get("augment_impl"),
+            "data_id": group.data_id, "precision": group.precision, "images_per_s": group.images_per_s,
             "run_ids": [run.id for run in group.runs],
         }
         if compare_paper:

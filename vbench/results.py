@@ -112,9 +112,19 @@ def _group(rows: list) -> ResultGroup:
     names = first.paper_names if isinstance(first.paper_names, list) else registry_paper_names(first.backbone)
     return ResultGroup(
         task=first.task, suite=first.suite, dataset=first.dataset, backbone=first.backbone, family=first.family,
-        paper_names=tuple(names), recipe_hash=first.recipe_hash, recipe=dict(first.recipe or {}),
+        paper_names=tuple(names), recipe_hash=first.recipe_hash, recipe=_stored_recipe(first),
         data_id=first.data_id, data=dict(first.data or {}), precision=(first.settings or {}).get("precision", "fp32"),
         step_unit=first.step_unit or "epoch", steps=first.steps, runs=[by_seed[s] for s in sorted(by_seed)])
+
+
+def _stored_recipe(run) -> dict:
+    from vbench.tasks import get_task
+
+    recipe = dict(run.recipe or {})
+    try:
+        return get_task(run.task).recipe.stored(recipe)
+    except VbenchError:  # a task that is not installed now
+        return recipe
 
 
 def registry_paper_names(backbone: str) -> list[str]:
