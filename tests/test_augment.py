@@ -34,7 +34,7 @@ def suite_with(**recipe):
     torchvision's AutoAugment and Random Erasing (tests/test_authors_augment.py covers the authors')."""
     off = dict(crop_padding=0, hflip=0.0, autoaugment="none", erasing_prob=0.0, mix_prob=0.0, repeats=1, batch_size=256,
                augment_impl="torchvision")
-    return load_suite("cifar10").with_overrides(**{**off, **recipe})
+    return load_suite("cifar10").with_recipe(**{**off, **recipe})
 
 
 def denormalise(x: torch.Tensor, suite) -> torch.Tensor:
@@ -228,7 +228,7 @@ def test_every_autoaugment_op_matches_torchvision():
 
 
 def test_sub_policy_and_op_frequencies():
-    suite = load_suite("cifar10").with_overrides(augment_impl="torchvision")
+    suite = load_suite("cifar10").with_recipe(augment_impl="torchvision")
     recipe = BatchedRecipe(suite, "cpu")
     plan = recipe.plan(50_000, seed=0, epoch=0)
     sub_policy, op_ids = plan.sub_policy, plan.op_ids
@@ -289,7 +289,7 @@ def test_repeated_augmentation_epoch():
 
 
 def test_same_seed_same_batches_different_seed_different_batches():
-    suite = load_suite("smoke").with_overrides(batch_size=64)
+    suite = load_suite("smoke").with_recipe(batch_size=64)
     images, labels = generate_smoke("test", num_images=320)
     run = lambda seed, epoch, **kw: collect(BatchedRecipe(suite, "cpu", **kw), images, labels, seed, epoch)
     first, again = run(0, 0), run(0, 0)
@@ -319,7 +319,7 @@ def test_eval_batches_are_normalised_in_order():
 
 @pytest.mark.parametrize("impl", ["torchvision", "authors"])
 def test_reference_pipeline_same_terms(impl):
-    suite = load_suite("smoke").with_overrides(batch_size=50, repeats=3, augment_impl=impl)
+    suite = load_suite("smoke").with_recipe(batch_size=50, repeats=3, augment_impl=impl)
     images, labels = generate_smoke("test", num_images=200)
     reference = ReferenceRecipe(suite, "cpu", num_workers=0)
     batched = BatchedRecipe(suite, "cpu")

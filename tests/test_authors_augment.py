@@ -178,7 +178,7 @@ def test_erasing_aspect_is_uniform():
 def test_erasing_rate_fill_and_boxes_in_the_recipe():
     """Through the batched recipe: a quarter of the images erased, each in one rectangle holding the raw
     channel mean (about +0.5 sigma after normalisation), every other pixel untouched."""
-    suite = load_suite("cifar10").with_overrides(
+    suite = load_suite("cifar10").with_recipe(
         crop_padding=0, hflip=0.0, autoaugment="none", erasing_prob=0.25, mix_prob=0.0, repeats=1, batch_size=256)
     n = 4096
     images = torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -198,8 +198,8 @@ def test_erasing_rate_fill_and_boxes_in_the_recipe():
 
 def test_torchvision_erasing_is_unchanged_by_the_key():
     """The torchvision recipe keeps today's draws: 10 attempts, log-uniform aspect."""
-    suite = load_suite("cifar10").with_overrides(augment_impl="torchvision")
-    params = sample_erasing(np.random.default_rng(0), 20_000, 2000, 2000, suite.with_overrides(erasing_prob=1.0, erasing_max_area=0.25).recipe)
+    suite = load_suite("cifar10").with_recipe(augment_impl="torchvision")
+    params = sample_erasing(np.random.default_rng(0), 20_000, 2000, 2000, suite.with_recipe(erasing_prob=1.0, erasing_max_area=0.25).recipe)
     assert_rate(int((params.height < params.width).sum()), 20_000, 0.5, "torchvision: wider than tall")
 
 
@@ -211,16 +211,16 @@ def test_augment_impl_key():
     for name in ("cifar10", "cifar100", "svhn", "tiny-imagenet"):
         assert load_suite(name).recipe.augment_impl == "authors"
     suite = load_suite("cifar10")
-    other = suite.with_overrides(augment_impl="torchvision")
+    other = suite.with_recipe(augment_impl="torchvision")
     assert other.recipe.hash() != suite.recipe.hash() and other.recipe.to_dict()["augment_impl"] == "torchvision"
-    with pytest.raises(VbenchError, match=r"'augment_impl' must be one of authors, torchvision, got 'pil'"):
+    with pytest.raises(VbenchError, match=r"key 'recipe.augment_impl' must be one of authors, torchvision, got 'pil'"):
         load_suite("cifar10", sets=["augment_impl=pil"])
 
 
 @pytest.mark.parametrize("impl", ["authors", "torchvision"])
 def test_reference_pipeline_erases_as_its_impl(impl):
     """Per image, with every image erased: the authors' box holds the raw mean, torchvision's holds 0."""
-    suite = load_suite("smoke").with_overrides(batch_size=50, erasing_prob=1.0, mix_prob=0.0, autoaugment="none",
+    suite = load_suite("smoke").with_recipe(batch_size=50, erasing_prob=1.0, mix_prob=0.0, autoaugment="none",
                                                crop_padding=0, hflip=0.0, augment_impl=impl)
     images = torch.randint(1, 255, (100, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     reference = ReferenceRecipe(suite, "cpu", num_workers=0)
