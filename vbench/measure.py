@@ -1,7 +1,9 @@
 """Parameter and FLOP counting.
 
 FLOPs are fvcore's count, in which one multiply-add counts as one flop: they are
-multiply-accumulates (MACs), the same unit as the paper's "Flops" column.
+multiply-accumulates (MACs), the same unit as the paper's "Flops" column. The paper's own counter
+(ptflops 0.7.1, which leaves out attention products written with einsum and F.conv2d) gives
+``count_flops_paper``, reported beside it as ``flops_paper_counter``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from math import prod
 
 import torch
 import torch.nn as nn
+
+from vbench.paper_flops import count_flops_paper  # noqa: F401  (re-exported: the paper's counter)
 
 FLOPS_UNIT_NOTE = "FLOPs are fvcore multiply-accumulates (one multiply-add = one flop), as in the paper."
 
@@ -133,4 +137,5 @@ def measure_backbone(name: str, img_size: int = 32, num_classes: int = 10, **ove
         "flops": flops.total,
         "flops_complete": flops.complete,
         "uncounted_ops": sorted(flops.uncounted_ops),
+        "flops_paper_counter": count_flops_paper(model, img_size),
     }
