@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from vbench.errors import VbenchError
 from vbench.measure import count_flops_paper, measure_backbone
 from vbench.paper import reference_models
 from vbench.registry import create_backbone
@@ -60,3 +61,13 @@ def test_measure_backbone_reports_both_counts():
     measured = measure_backbone("vit-05m", img_size=32, num_classes=10)
     assert measured["flops_paper_counter"] == row["paper_convention_macs"]
     assert measured["flops"] > measured["flops_paper_counter"]  # fvcore counts the attention products
+
+
+def test_another_ptflops_release_is_refused(monkeypatch):
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "0.7.5" if name == "ptflops" else real_version(name))
+    with pytest.raises(VbenchError, match=r"ptflops 0.7.5 is installed.*pip install 'ptflops>=0.7.1.2,<0.7.2'"):
+        count_flops_paper(nn.Linear(2, 2), 1)

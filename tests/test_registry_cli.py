@@ -107,6 +107,7 @@ def test_list_json_counts_are_plain_integers():
     assert rows["lkca-t"]["params"] == 1027747
     assert rows["lkca-t"]["aliases"] == ["vit-1m-lkca"]
     assert isinstance(rows["lkca-b"]["flops"], int) and rows["lkca-b"]["flops"] > 100_000_000
+    assert rows["lkca-t"]["flops_paper_counter"] == 64816522  # paper_convention_macs of reference-models.csv
 
 
 def test_list_table_shows_names_and_paper_names():

@@ -1,22 +1,22 @@
 """The paper's FLOP counter: ptflops 0.7.1.x, run as the LKCA authors ran it.
 
-Which counter: ptflops 0.7.1.1 and 0.7.1.2 (both the same counter; vbench needs 0.7.1.2, which
-passes a tensor from ``input_constructor`` as-is) reproduce ``paper_convention_macs`` of
-``reference-models.csv`` exactly on every model built from vit-pytorch classes (CaiT, T2T, RvT,
-XCiT, DeepViT, RegionViT, CrossViT, Twins-SVT, CvT: 55 of its 109 rows). Every other release, 0.6
-to 0.7.5, matches none of those rows or only a few. Its convention, in short: multiply-accumulates of the nn modules it
-knows (Linear with its bias counted once, Conv with its bias counted at every position, LayerNorm
-as one op per element, GELU and pooling twice: once by the module hook and once by the patched
-functional), plus ``F.softmax``, ``torch.matmul`` and ``Tensor.add/mul``; ``einsum``, ``@`` and
-``F.conv2d`` are not counted, which is why ViT's attention products and LKCA's large-kernel
+Which counter: ptflops 0.7.1.1 and 0.7.1.2 (the same counter; vbench needs 0.7.1.2, which passes a
+tensor from ``input_constructor`` as-is) reproduce ``paper_convention_macs`` of reference-models.csv
+exactly on every model built from vit-pytorch classes (CaiT, T2T, RvT, XCiT, DeepViT, RegionViT,
+CrossViT, Twins-SVT, CvT: 55 of its 109 rows). Of the other releases, 0.6 to 0.7.1 match none of the
+109 rows and 0.7.2.1 to 0.7.5 match 7. Its convention: multiply-accumulates of the nn modules it knows
+(Linear with its bias counted once, Conv with its bias counted at every position, LayerNorm as one op
+per element, activations and pooling twice: once by the module hook and once by the patched
+functional the module calls), plus ``F.softmax``, ``torch.matmul`` and ``Tensor.add/mul``. ``einsum``,
+``@`` and ``F.conv2d`` are not counted, which is why ViT's attention products and LKCA's large-kernel
 convolution are missing from the published numbers.
 
 Why adapters: ptflops matches module types exactly and sees only what the forward pass calls, so its
 count depends on how a model is written, not only on what it computes. Four of our families compute
 the authors' functions with other modules (the ViT/LKCA chassis and Swin from timm, MobileViT from
 vit-pytorch), and ptflops alone is off on their 54 rows by 0.002% to 10%. Each adapter below adds, at
-one module, the difference between what ptflops counted on the authors' layout and what it
-counts on ours; with them all 109 rows are exact (tests/test_paper_flops.py).
+one module, the difference between what ptflops counted on the authors' layout and what it counts on
+ours; with them all 109 rows are exact (tests/test_paper_flops.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+
+from vbench.errors import VbenchError
+
+PTFLOPS_REQUIREMENT = ">=0.7.1.2,<0.7.2"
 
 # (module, inputs, output) -> MACs the authors' layout was counted at here, minus what ptflops counts here.
 Adapter = Callable[[nn.Module, tuple, Any], int]
@@ -107,6 +111,17 @@ def _use_lkca_conv_view(model: nn.Module) -> None:
             module.view = "conv"
 
 
+def _require_paper_ptflops() -> None:
+    """Other ptflops releases count otherwise (see the module docstring): refuse them."""
+    from importlib.metadata import version
+
+    installed = version("ptflops")
+    release = tuple(int(part) if part.isdigit() else -1 for part in installed.split("."))
+    if not (0, 7, 1, 2) <= release < (0, 7, 2):
+        raise VbenchError(f"ptflops {installed} is installed, but the paper's counter is ptflops{PTFLOPS_REQUIREMENT}; "
+                          f"run: pip install 'ptflops{PTFLOPS_REQUIREMENT}'")
+
+
 def count_flops_paper(model: nn.Module, img_size: int | tuple[int, int] = 32, in_chans: int = 3) -> int:
     """MACs of one image through ``model`` as the paper counted them (``paper_convention_macs``).
 
@@ -115,27 +130,21 @@ def count_flops_paper(model: nn.Module, img_size: int | tuple[int, int] = 32, in
     """
     from ptflops import get_model_complexity_info
 
+    _require_paper_ptflops()
     height, width = (img_size, img_size) if isinstance(img_size, int) else img_size
     model = copy.deepcopy(model)
     _use_lkca_conv_view(model)
     device = next(iter(model.parameters()), torch.empty(0)).device
     adapted: list[int] = []
-    handles = [
+    for module, fix in paper_layout_adapters(model):  # hooks on the copy, thrown away with it
         module.register_forward_hook(lambda mod, inputs, output, fix=fix: adapted.append(fix(mod, inputs, output)))
-        for module, fix in paper_layout_adapters(model)
-    ]
     log = io.StringIO()
-    try:
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(log), \
-                contextlib.redirect_stderr(log):
-            warnings.simplefilter("ignore")
-            macs, _ = get_model_complexity_info(
-                model, (in_chans, height, width), as_strings=False, print_per_layer_stat=False, ost=log,
-                input_constructor=lambda shape: torch.zeros(1, *shape, device=device),
-            )
-    finally:
-        for handle in handles:
-            handle.remove()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        warnings.simplefilter("ignore")
+        macs, _ = get_model_complexity_info(
+            model, (in_chans, height, width), as_strings=False, print_per_layer_stat=False, ost=log,
+            input_constructor=lambda shape: torch.zeros(1, *shape, device=device),
+        )
     if macs is None:  # ptflops catches the exception, prints it and returns None
         raise RuntimeError(f"ptflops could not count {type(model).__name__}: {log.getvalue().strip()[-500:]}")
     return int(round(macs)) + sum(adapted)
