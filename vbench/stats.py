@@ -41,7 +41,8 @@ class SeedDifference:
     ``method`` is "paired" (same seeds on both sides: t-test on the per-seed differences), "welch" (other
     seeds: Welch's unequal-variance t-test) or None when a side has fewer than 2 seeds; then
     ``interval`` and ``p_value`` are None and ``reason`` says why. With zero spread (every per-seed
-    difference equal, or every score of both sides equal) scipy's interval and p-value are NaN.
+    difference equal, or every score of each side equal) the t statistic is infinite or undefined: scipy
+    warns and gives a zero-width interval with a p-value of 0 (a nonzero difference) or NaN.
     """
 
     method: str | None
