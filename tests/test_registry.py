@@ -190,6 +190,8 @@ def test_list_answers_from_declarations_and_measures_on_request():
     assert (vit["params"], vit["flops_complete"], vit["error"]) == (int(authors["params"].iloc[0]), True, None)
     assert isinstance(vit["params"], int) and isinstance(vit["flops"], int)
     assert twins["params"] is None and "twins-svt-s cannot run on 32x32 images" in twins["error"]
+    [lkca] = json.loads(run_cli("list", "backbones", "lkca-t", "--measure", "--json").out)
+    assert lkca["flops_paper_counter"] == 64816522  # paper_convention_macs of reference-models.csv
 
 
 def test_list_table_never_cuts_a_name_at_80_columns():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vbench.segmentation.metrics import SegmentationMetric, intersect_and_union
+from vbench.segmentation.metrics import (SegmentationMetric, intersect_and_union, intersect_and_union_per_image,
+                                       scores_from_histograms)
 
 
 def scores_of(pred, label, num_classes):
@@ -100,3 +101,51 @@ def test_agrees_with_an_independent_confusion_matrix_on_random_maps():
 def test_compute_without_updates_is_an_error():
     with pytest.raises(ValueError):
         SegmentationMetric(3).compute()
+
+
+def test_top10_miou_on_a_hand_made_histogram():
+    # 14 classes: IoU of class c is c/20 for c = 1..12; class 0 has IoU 0; class 13 appears nowhere.
+    union = np.full(14, 20)
+    union[13] = 0
+    intersection = np.arange(14)
+    intersection[13] = 0
+    scores = scores_from_histograms(intersection, prediction=union, label=intersection)  # P + L - I = union
+    assert scores.top10_mIoU == pytest.approx(np.mean(np.arange(3, 13)) / 20 * 100)  # classes 3..12
+    assert scores.mIoU == pytest.approx(np.mean(np.arange(13)) / 20 * 100)  # class 13 skipped, class 0 counts
+    assert scores.as_dict()["top10_mIoU"] == scores.top10_mIoU
+
+
+def test_top10_miou_with_fewer_than_ten_present_classes_is_the_miou():
+    scores = scores_of([[0, 1, 1], [1, 2, 0]], [[0, 0, 1], [1, 255, 2]], 20)
+    assert scores.top10_mIoU == pytest.approx(scores.mIoU)
+
+
+def test_top10_miou_is_never_below_the_miou():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        classes = int(rng.integers(1, 40))
+        label = rng.integers(0, classes, (2, 16, 16))
+        pred = np.where(rng.random(label.shape) < rng.random(), label, rng.integers(0, classes, label.shape))
+        scores = scores_of(pred, label, classes + int(rng.integers(0, 5)))
+        assert scores.top10_mIoU >= scores.mIoU - 1e-9
+
+
+def test_per_image_histograms_sum_to_the_batch_histograms():
+    rng = np.random.default_rng(1)
+    label = torch.tensor(rng.integers(0, 5, (3, 8, 8)))
+    label[0, 0, :4] = 255
+    label[1, 1, 1] = 7  # outside the class range: falls out of the label histogram
+    pred = torch.tensor(rng.integers(0, 5, (3, 8, 8)))
+    per_image = intersect_and_union_per_image(pred, label, 5)
+    for index in range(3):
+        alone = intersect_and_union(pred[index], label[index], 5)
+        assert all(torch.equal(rows[index], single) for rows, single in zip(per_image, alone))
+
+    metric = SegmentationMetric(5, keep_per_image=True)
+    metric.update(pred[:2], label[:2])
+    metric.update(pred[2:], label[2:])
+    kept = metric.per_image()
+    assert kept.images == 3
+    whole = metric.compute()
+    assert [total.tolist() for total in kept.totals()] == [
+        whole.intersection.tolist(), whole.prediction.tolist(), whole.label.tolist()]

@@ -1,7 +1,9 @@
 """Parameter and FLOP counting.
 
 FLOPs are fvcore's count, in which one multiply-add counts as one flop: they are
-multiply-accumulates (MACs), the same unit as the paper's "Flops" column.
+multiply-accumulates (MACs), the same unit as the paper's "Flops" column. The paper's own counter
+(ptflops 0.7.1, which leaves out attention products written with einsum and F.conv2d) gives
+``count_flops_paper``, reported beside it as ``flops_paper_counter``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from math import prod
 
 import torch
 import torch.nn as nn
+
+from vbench.paper_flops import count_flops_paper  # noqa: F401  (re-exported: the paper's counter)
 
 FLOPS_UNIT_NOTE = "FLOPs are fvcore multiply-accumulates (one multiply-add = one flop), as in the paper."
 
@@ -128,7 +132,10 @@ def measure_model(spec, task: str, img_size: int, num_classes: int) -> dict:
     model = spec.build(img_size=img_size, num_classes=num_classes, task=task)
     flops = count_flops(model, img_size)
     return {"params": count_params(model), "flops": flops.total, "flops_complete": flops.complete,
-            "uncounted_ops": sorted(flops.uncounted_ops)}
+            "uncounted_ops": sorted(flops.uncounted_ops), "flops_paper_counter": count_flops_paper(model, img_size)}
+
+
+UNMEASURED = {"params": None, "flops": None, "flops_complete": False, "uncounted_ops": [], "flops_paper_counter": None}
 
 
 def cached_measurement(spec, task: str, img_size: int, num_classes: int) -> dict:
@@ -151,11 +158,10 @@ def cached_measurement(spec, task: str, img_size: int, num_classes: int) -> dict
         try:
             cache[key] = {**measure_model(spec, task, img_size, num_classes), "error": None}
         except VbenchError as exc:
-            cache[key] = {"params": None, "flops": None, "flops_complete": False, "uncounted_ops": [], "error": str(exc)}
+            cache[key] = {**UNMEASURED, "error": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a model that fails at this size is listed with the reason
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            cache[key] = {"params": None, "flops": None, "flops_complete": False, "uncounted_ops": [],
-                          "error": f"{spec.name} fails at {img_size}x{img_size}: {type(exc).__name__}: {first}"}
+            cache[key] = {**UNMEASURED, "error": f"{spec.name} fails at {img_size}x{img_size}: {type(exc).__name__}: {first}"}
         _write_json(path, cache)
     return dict(cache[key])
 

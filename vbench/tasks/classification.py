@@ -60,10 +60,11 @@ class ClassificationTask:
                           **model_kwargs(variant, self.recipe))
 
     def size(self, model: nn.Module) -> dict:
-        from vbench.measure import count_flops, count_params
+        from vbench.measure import count_flops, count_flops_paper, count_params
 
         flops = count_flops(model, self.suite.img_size)
-        return {"params": count_params(model), "flops": flops.total, "flops_complete": flops.complete}
+        return {"params": count_params(model), "flops": flops.total, "flops_complete": flops.complete,
+                "flops_paper_counter": count_flops_paper(model, self.suite.img_size)}
 
     def stages(self) -> list[Stage]:
         steps = self.steps_per_epoch
