@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 
 from vbench.errors import VbenchError
-from vbench.measure import count_flops_paper, measure_backbone
+from vbench import registry
+from vbench.measure import count_flops_paper, measure_model
 from vbench.paper import reference_models
 from vbench.registry import create_backbone
 
@@ -56,9 +57,9 @@ def test_a_model_ptflops_cannot_run_is_an_error_not_a_zero():
         count_flops_paper(Broken(), 4)
 
 
-def test_measure_backbone_reports_both_counts():
+def test_measure_model_reports_both_counts():
     row = next(r for r in REFERENCE_ROWS if r["source_name"] == "vit-05m" and r["img_size"] == 32)
-    measured = measure_backbone("vit-05m", img_size=32, num_classes=10)
+    measured = measure_model(registry.get_backbone("vit-05m"), "classification", 32, 10)
     assert measured["flops_paper_counter"] == row["paper_convention_macs"]
     assert measured["flops"] > measured["flops_paper_counter"]  # fvcore counts the attention products
 
