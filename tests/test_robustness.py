@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -13,6 +12,7 @@ from vbench.errors import VbenchError
 from vbench.robustness import (
     CORRUPTIONS,
     SEVERITIES,
+    accuracy_table,
     corrupt,
     corrupted_split,
     corruption_errors,
@@ -229,6 +229,9 @@ def test_ce_mce_and_relative_mce_match_a_hand_computed_case():
     assert summary.loc["lkca", "clean_accuracy"] == pytest.approx(85.0)
     assert summary.loc["vit", "mce"] == pytest.approx(100.0)
     assert summary.loc["vit", "relative_mce"] == pytest.approx(100.0)
+    table = accuracy_table(frame)
+    assert list(table.columns) == ["gaussian_noise", "defocus_blur"]  # in Hendrycks' order
+    assert table.loc["lkca", "gaussian_noise"] == pytest.approx((77 + 72) / 2)
 
 
 def test_metrics_refuse_a_missing_reference_or_severity():
