@@ -25,12 +25,17 @@ LSKA_DEFAULT_KERNEL = 23  # LKA's receptive field (5 + (7-1)*3), so lka-* and ls
 
 
 class LKA(nn.Module):
-    """VAN's LKA: attn = conv1(conv_spatial(conv0(u))); out = u * attn."""
+    """VAN's LKA: attn = conv1(conv_spatial(conv0(u))); out = u * attn. The default kernel size 23 is
+    VAN's 5x5 + 7x7 dilation 3; other sizes use LSKA's (local, dilated, dilation) with full 2-D
+    depthwise kernels, as the LSKA paper's LKA baselines do."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, kernel_size: int = LSKA_DEFAULT_KERNEL):
         super().__init__()
-        self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
-        self.conv_spatial = nn.Conv2d(dim, dim, 7, padding=9, groups=dim, dilation=3)
+        local, dilated, dilation = lska_decomposition(kernel_size)
+        self.conv0 = nn.Conv2d(dim, dim, local, padding=local // 2, groups=dim)
+        self.conv_spatial = nn.Conv2d(
+            dim, dim, dilated, padding=(dilated // 2) * dilation, groups=dim, dilation=dilation
+        )
         self.conv1 = nn.Conv2d(dim, dim, 1)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
