@@ -1,204 +1,219 @@
-"""`vbench report`, `vbench plot` and `vbench runs` on a store filled with known rows."""
+"""`vbench report`, `vbench plot` and `vbench runs` on stores filled with known rows: the paper's layout, gains
+only between runs of one experiment, notes on recipe and data, and one valid document per format."""
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
+import subprocess
+
+import pandas as pd
 import pytest
 
+from cli import run_cli
 from vbench.store import open_store
+from vbench.suites import load_suite
 
-# suite, dataset, backbone, paper names, seed, top-1, recipe hash, status
+# suite, backbone, paper names, seed, top-1, recipe (r1: the paper's; r0: 1 epoch), status
 ROWS = [
-    ("cifar10", "cifar10", "vit-small", ["ViT", "ViT-Small"], 0, 93.0, "r1", "done"),
-    ("cifar10", "cifar10", "vit-small", ["ViT", "ViT-Small"], 1, 93.5, "r1", "done"),
-    ("cifar10", "cifar10", "vit-small", ["ViT", "ViT-Small"], 2, 92.5, "r1", "done"),
-    ("cifar10", "cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 0, 94.0, "r1", "done"),
-    ("cifar10", "cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 1, 94.25, "r1", "done"),
-    ("cifar10", "cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 2, 94.5, "r1", "done"),
-    ("cifar10", "cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 3, 10.0, "r1", "failed"),  # not counted
-    ("cifar10", "cifar10", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 50.0, "r1", "done"),  # rerun below wins
-    ("cifar10", "cifar10", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 92.0, "r1", "done"),
-    ("cifar10", "cifar10", "vit-lite", ["ViT/1M", "ViT-Lite"], 0, 60.0, "r0", "done"),  # older recipe: not counted
-    ("cifar10", "cifar10", "vit-lite", ["ViT/1M", "ViT-Lite"], 0, 91.0, "r1", "done"),
-    ("cifar10", "cifar10", "vit-lite", ["ViT/1M", "ViT-Lite"], 1, 90.0, "r1", "done"),
-    ("cifar10", "cifar10", "mine", [], 0, 42.0, "r1", "done"),
-    ("cifar100", "cifar100", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 73.0, "r1", "done"),
-    ("cifar100", "cifar100", "vit-lite", ["ViT/1M", "ViT-Lite"], 0, 71.0, "r1", "done"),
-    ("svhn", "svhn", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 97.0, "r1", "done"),
+    ("cifar10", "vit-small", ["ViT", "ViT-Small"], 0, 93.0, "r1", "done"),
+    ("cifar10", "vit-small", ["ViT", "ViT-Small"], 1, 93.5, "r1", "done"),
+    ("cifar10", "vit-small", ["ViT", "ViT-Small"], 2, 92.5, "r1", "done"),
+    ("cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 0, 94.0, "r1", "done"),
+    ("cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 1, 94.25, "r1", "done"),
+    ("cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 2, 94.5, "r1", "done"),
+    ("cifar10", "lkca-b", ["ViT-LKCA", "LKCA-B"], 3, 10.0, "r1", "failed"),  # not counted
+    ("cifar10", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 50.0, "r1", "done"),  # rerun below wins
+    ("cifar10", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 92.0, "r1", "done"),
+    ("cifar10", "vit-lite", ["ViT/1M", "ViT-Lite"], 0, 60.0, "r0", "done"),  # older recipe: not shown
+    ("cifar10", "vit-lite", ["ViT/1M", "ViT-Lite"], 0, 91.0, "r1", "done"),
+    ("cifar10", "vit-lite", ["ViT/1M", "ViT-Lite"], 1, 90.0, "r1", "done"),
+    ("cifar10", "mine", [], 0, 42.0, "r1", "done"),
+    ("cifar100", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 73.0, "r1", "done"),
+    ("cifar100", "vit-lite", ["ViT/1M", "ViT-Lite"], 0, 71.0, "r1", "done"),
+    ("svhn", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 97.0, "r1", "done"),
 ]
-PARAMS = {"vit-small": 2_692_426, "lkca-b": 2_691_520, "lkca-t": 1_030_000, "vit-lite": 1_060_000, "mine": 12_345}
+PARAMS = {"vit-small": 2_692_426, "lkca-b": 2_691_520, "lkca-t": 1_030_000, "vit-lite": 1_060_000, "mine": 618}
 FLOPS = {"vit-small": 188_837_000, "lkca-b": 201_576_000, "lkca-t": 70_000_000, "vit-lite": 75_500_000, "mine": 1_000_000}
 
-NOTE = (
-    "Acc: top-1 (%) on the test split, mean ± std over n seeds; (+x.xx): gain of an LKCA model over its ViT "
-    "partner; # Params in M; Flops in M, fvcore multiply-accumulates (the paper's counter leaves out the "
-    "attention matmuls, so its Flops are lower)."
-)
 
-MARKDOWN_ALL = f"""\
-## cifar10 (CIFAR-10)
-
-| Model       |                  Acc |   n |   # Params |   Flops |
-|:------------|---------------------:|----:|-----------:|--------:|
-| ViT         |         93.00 ± 0.50 |   3 |       2.69 |  188.84 |
-| ViT-LKCA    | 94.25 ± 0.25 (+1.25) |   3 |       2.69 |  201.58 |
-| ViT/1M      |         90.50 ± 0.71 |   2 |       1.06 |   75.50 |
-| ViT/1M-LKCA |        92.00 (+1.50) |   1 |       1.03 |   70.00 |
-| mine        |                42.00 |   1 |       0.01 |    1.00 |
-
-## cifar100 (CIFAR-100)
-
-| Model       |           Acc |   n |   # Params |   Flops |
-|:------------|--------------:|----:|-----------:|--------:|
-| ViT/1M      |         71.00 |   1 |       1.06 |   75.50 |
-| ViT/1M-LKCA | 73.00 (+2.00) |   1 |       1.03 |   70.00 |
-
-## svhn (SVHN)
-
-| Model   |   Acc |   n |   # Params |   Flops |
-|:--------|------:|----:|-----------:|--------:|
-| LKCA-T  | 97.00 |   1 |       1.03 |   70.00 |
-
-## CIFAR-10 / CIFAR-100 / SVHN (Table 4)
-
-| Model     |           CIFAR-10 |   CIFAR-100 |        SVHN |   # Params |   Flops |
-|:----------|-------------------:|------------:|------------:|-----------:|--------:|
-| ViT-Lite  | 90.50 ± 0.71 (n=2) | 71.00 (n=1) |           - |       1.06 |   75.50 |
-| LKCA-T    |        92.00 (n=1) | 73.00 (n=1) | 97.00 (n=1) |       1.03 |   70.00 |
-| ViT-Small | 93.00 ± 0.50 (n=3) |           - |           - |       2.69 |  188.84 |
-| LKCA-B    | 94.25 ± 0.25 (n=3) |           - |           - |       2.69 |  201.58 |
-| mine      |        42.00 (n=1) |           - |           - |       0.01 |    1.00 |
-
-{NOTE}
-"""
-
-MARKDOWN_CIFAR10_PAPER = f"""\
-## cifar10 (CIFAR-10)
-
-| Model       |                  Acc |   n |   Paper Acc |   Δ Acc |   # Params |   Paper # Params |   Flops |   Paper Flops |
-|:------------|---------------------:|----:|------------:|--------:|-----------:|-----------------:|--------:|--------------:|
-| ViT         |         93.00 ± 0.50 |   3 |       93.36 |   -0.36 |       2.69 |             2.69 |  188.84 |        174.25 |
-| ViT-LKCA    | 94.25 ± 0.25 (+1.25) |   3 |       94.11 |   +0.14 |       2.69 |             2.69 |  201.58 |        170.81 |
-| ViT/1M      |         90.50 ± 0.71 |   2 |       91.16 |   -0.66 |       1.06 |             1.06 |   75.50 |         68.36 |
-| ViT/1M-LKCA |        92.00 (+1.50) |   1 |       92.49 |   -0.49 |       1.03 |             1.03 |   70.00 |         64.82 |
-| mine        |                42.00 |   1 |           - |       - |       0.01 |                - |    1.00 |             - |
-
-{NOTE}
-"""
-
-LATEX_CIFAR10_PAPER = f"""\
-\\begin{{table}}
-\\caption{{cifar10 (CIFAR-10)}}
-\\begin{{tabular}}{{lrrrrrrrr}}
-\\toprule
-Model & Acc & n & Paper Acc & $\\Delta$ Acc & \\# Params & Paper \\# Params & Flops & Paper Flops \\\\
-\\midrule
-ViT & 93.00 $\\pm$ 0.50 & 3 & 93.36 & -0.36 & 2.69 & 2.69 & 188.84 & 174.25 \\\\
-ViT-LKCA & 94.25 $\\pm$ 0.25 (+1.25) & 3 & 94.11 & +0.14 & 2.69 & 2.69 & 201.58 & 170.81 \\\\
-ViT/1M & 90.50 $\\pm$ 0.71 & 2 & 91.16 & -0.66 & 1.06 & 1.06 & 75.50 & 68.36 \\\\
-ViT/1M-LKCA & 92.00 (+1.50) & 1 & 92.49 & -0.49 & 1.03 & 1.03 & 70.00 & 64.82 \\\\
-mine & 42.00 & 1 & - & - & 0.01 & - & 1.00 & - \\\\
-\\bottomrule
-\\end{{tabular}}
-\\end{{table}}
-
-% {NOTE}
-"""
-
-CSV_CIFAR10_PAPER = """\
-suite,dataset,model,backbone,n,seeds,acc_mean,acc_std,gain,partner,top5_mean,params_m,flops_m,paper_acc,acc_diff,paper_params_m,paper_flops_m
-cifar10,cifar10,ViT,vit-small,3,0 1 2,93.0000,0.5000,,,99.0000,2.6924,188.8370,93.3600,-0.3600,2.6900,174.2500
-cifar10,cifar10,ViT-LKCA,lkca-b,3,0 1 2,94.2500,0.2500,1.2500,vit-small,99.0000,2.6915,201.5760,94.1100,0.1400,2.6900,170.8100
-cifar10,cifar10,ViT/1M,vit-lite,2,0 1,90.5000,0.7071,,,99.0000,1.0600,75.5000,91.1600,-0.6600,1.0600,68.3600
-cifar10,cifar10,ViT/1M-LKCA,lkca-t,1,0,92.0000,,1.5000,vit-lite,99.0000,1.0300,70.0000,92.4900,-0.4900,1.0300,64.8200
-cifar10,cifar10,mine,mine,1,0,42.0000,,,,99.0000,0.0123,1.0000,,,,
-"""
+def add_run(store, suite, backbone, names, seed, top1, recipe_name="r1", status="done", data_id=None, **changes):
+    epochs = 1 if recipe_name == "r0" else 100
+    recipe = load_suite(suite, overrides={"epochs": epochs}, sets=[f"{k}={v}" for k, v in changes.items()]).recipe
+    return store.start_run(
+        task="classification", suite=suite, dataset=suite, backbone=backbone, paper_names=names, seed=seed,
+        recipe={**recipe.to_dict(), "seed": seed}, recipe_hash=recipe.key_hash(), data_id=data_id or f"data-{suite}",
+        data={"root": f"/data/{suite}", "sizes": {"train": 50000, "test": 10000}, "limit": None}, status=status,
+        metrics={"top1": top1, "top5": 99.0}, params=PARAMS.get(backbone, 1000), flops=FLOPS.get(backbone, 1000),
+        step_unit="epoch", steps=epochs, steps_done=epochs, settings={"precision": "fp32"})
 
 
-@pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    store = open_store(url)
-    for suite, dataset, backbone, names, seed, top1, recipe_hash, status in ROWS:
-        store.start_run(suite=suite, dataset=dataset, backbone=backbone, paper_names=names, seed=seed,
-                        recipe_hash=recipe_hash, status=status, top1=top1, top5=99.0,
-                        params=PARAMS[backbone], flops=FLOPS[backbone], epochs=1, epochs_done=1)
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "runs.db"
+    store = open_store(str(path))
+    for row in ROWS:
+        add_run(store, *row)
     store.close()
-    return url
+    return path
 
 
-def test_markdown_of_every_suite_with_gains_std_and_table4(db, vbench_cli):
-    code, out, err = vbench_cli("report", "--db", db, "--format", "markdown")
-    assert code == 0, err
-    assert out == MARKDOWN_ALL
+PAPER_HASH = load_suite("cifar10").recipe.key_hash()[:8]
+NOTE = ("Acc: top-1 (%) on the test split, mean ± std over n seeds; (+x.xx): gain of an LKCA model over its ViT "
+        "partner trained with the same recipe and data; # Params in M; Flops in M, fvcore multiply-accumulates (the "
+        "paper's counter leaves out the attention matmuls, so its Flops are lower); Recipe: the recipe's hash.")
+
+MARKDOWN_CIFAR10 = f"""\
+## cifar10 (CIFAR-10)
+
+| Model       |                  Acc |   n |   # Params |   Flops |   Epochs | Recipe   |
+|:------------|---------------------:|----:|-----------:|--------:|---------:|:---------|
+| ViT         |         93.00 ± 0.50 |   3 |       2.69 |  188.84 |      100 | {PAPER_HASH} |
+| ViT-LKCA    | 94.25 ± 0.25 (+1.25) |   3 |       2.69 |  201.58 |      100 | {PAPER_HASH} |
+| ViT/1M      |         90.50 ± 0.71 |   2 |       1.06 |   75.50 |      100 | {PAPER_HASH} |
+| ViT/1M-LKCA |        92.00 (+1.50) |   1 |       1.03 |   70.00 |      100 | {PAPER_HASH} |
+| mine        |                42.00 |   1 |     0.0006 |    1.00 |      100 | {PAPER_HASH} |
+
+Recipe {PAPER_HASH} (100 epochs, augment_impl authors): the paper's recipe.
+
+Data data-cif: 50000 train / 10000 test images from /data/cifar10.
+
+{NOTE}
+
+1 finished run of other recipes, data or precisions are not shown (only runs of one experiment are averaged; `vbench runs` lists them).
+"""
 
 
-def test_markdown_latex_csv_beside_the_paper(db, tmp_path, vbench_cli):
-    for fmt, expected in (("markdown", MARKDOWN_CIFAR10_PAPER), ("latex", LATEX_CIFAR10_PAPER),
-                          ("csv", CSV_CIFAR10_PAPER)):
-        code, out, err = vbench_cli("report", "--db", db, "--suite", "cifar10", "--compare", "paper",
-                                "--format", fmt)
-        assert code == 0, err
-        assert out == expected, fmt
-    target = tmp_path / "report.tex"
-    code, out, _ = vbench_cli("report", "--db", db, "--suite", "cifar10", "--compare", "paper",
-                          "--format", "latex", "--output", str(target))
-    assert code == 0 and out == "" and target.read_text() == LATEX_CIFAR10_PAPER
+def test_markdown_in_the_papers_layout_with_gains_std_notes(db):
+    result = run_cli("report", "--db", db, "--suite", "cifar10")
+    assert result.code == 0, result.err
+    assert result.out == MARKDOWN_CIFAR10
 
 
-def test_backbone_filter_json_and_html(db, vbench_cli):
-    import json
+def test_table4_pivots_the_three_datasets(db):
+    result = run_cli("report", "--db", db)
+    assert result.code == 0
+    table4 = result.out.split("## CIFAR-10 / CIFAR-100 / SVHN (Table 4)")[1]
+    assert "| LKCA-T    |        92.00 (n=1) | 73.00 (n=1) | 97.00 (n=1) |" in table4
+    assert "| ViT-Lite  | 90.50 ± 0.71 (n=2) | 71.00 (n=1) |           - |" in table4
 
-    # aliases resolve through the registry: vit -> vit-small, vit-lkca -> lkca-b
-    code, out, _ = vbench_cli("report", "--db", db, "--backbones", "vit,vit-lkca", "--format", "json")
-    assert code == 0
-    payload = json.loads(out)
-    assert payload["table4"] is None  # one dataset only
-    [suite] = payload["suites"]
-    assert [(r["model"], r["n"], r["acc_mean"], r["acc_std"], r["gain"]) for r in suite["rows"]] == [
+
+def test_beside_the_paper(db):
+    result = run_cli("report", "--db", db, "--suite", "cifar10", "--compare", "paper")
+    lines = result.out.splitlines()
+    assert lines[2].startswith("| Model       |                  Acc |   n |   Paper Acc |   Δ Acc |   # Params |")
+    assert "| ViT-LKCA    | 94.25 ± 0.25 (+1.25) |   3 |       94.11 |   +0.14 |" in result.out
+    assert lines[2].rstrip().endswith("| Paper recipe   |") and "| yes            |" in result.out
+
+
+def test_gains_only_between_runs_of_one_experiment(tmp_path):
+    store = open_store(str(tmp_path / "runs.db"))
+    add_run(store, "cifar10", "vit-0.5m", ["ViT/0.5M"], 0, 80.0, batch_size=32, lr=1e-3)
+    add_run(store, "cifar10", "vit-0.5m-lkca", ["ViT/0.5M-LKCA"], 0, 81.0, batch_size=64, lr=5e-4)
+    add_run(store, "cifar10", "vit-lite", ["ViT/1M"], 0, 80.0)
+    add_run(store, "cifar10", "lkca-t", ["ViT/1M-LKCA"], 0, 82.0, data_id="other-data")
+    store.close()
+    result = run_cli("report", "--db", tmp_path / "runs.db", "--compare", "paper")
+    assert result.code == 0, result.err
+    assert "81.00 (no gain: recipe differs from vit-0.5m's)" in result.out
+    assert "82.00 (no gain: data differs from vit-lite's)" in result.out
+    assert "+1.00" not in result.out and "+2.00" not in result.out
+    assert "differs from the paper's: batch_size 32 instead of 128" in result.out
+    assert "batch_size 64 instead of 128, lr 0.0005 instead of 0.001" in result.out
+    assert "Rows with Paper recipe 'no' were not trained with the paper's recipe" in result.out
+    records = json.loads(run_cli("report", "--db", tmp_path / "runs.db", "--format", "json").out)["sections"][0]["rows"]
+    lkca = next(r for r in records if r["backbone"] == "vit-0.5m-lkca")
+    assert lkca["gain"] is None and lkca["gain_note"] == "no gain: recipe differs from vit-0.5m's"
+    assert lkca["epochs"] == 100 and len(lkca["recipe_hash"]) == 16
+
+
+@pytest.fixture(scope="module")
+def mixed_db(db, tmp_path_factory):
+    """Classification runs and a segmentation run in one store."""
+    path = tmp_path_factory.mktemp("mixed") / "runs.db"
+    shutil.copy(db, path)
+    store = open_store(str(path))
+    recipe = load_suite("ade20k", sets=["iterations=2", "eval_at=[1, 2]"]).recipe
+    run_id = store.start_run(task="segmentation", suite="ade20k", dataset="ade20k", backbone="lkca-s",
+                             paper_names=["LKCA-S"], seed=0, recipe={**recipe.to_dict(), "seed": 0},
+                             recipe_hash=recipe.key_hash(), data_id="ade", data={"sizes": {"train": 4, "test": 2}},
+                             status="done", metrics={"mIoU": 12.5, "aAcc": 50.0, "mAcc": 20.0}, params=54_050_100,
+                             flops=1_033_600_000, step_unit="iteration", steps=2, steps_done=2)
+    store.replace_steps(run_id, [(1, {"mIoU": 10.0, "aAcc": 40.0, "mAcc": 15.0, "train_loss": 5.0}),
+                                 (2, {"mIoU": 12.5, "aAcc": 50.0, "mAcc": 20.0, "train_loss": 4.0})])
+    store.close()
+    return path
+
+
+def test_one_json_document_with_a_section_per_table(mixed_db):
+    payload = json.loads(run_cli("report", "--db", mixed_db, "--format", "json").out)
+    assert [s["key"] for s in payload["sections"]] == ["cifar10", "cifar100", "svhn", "table4", "ade20k"]
+    seg = payload["sections"][-1]
+    assert seg["task"] == "segmentation" and [r["iteration"] for r in seg["rows"]] == [1, 2]
+    assert seg["rows"][1]["mIoU"] == 12.5 and seg["rows"][1]["params_m"] == pytest.approx(54.0501)
+
+
+def test_one_csv_table_with_a_task_column(mixed_db):
+    frame = pd.read_csv(io.StringIO(run_cli("report", "--db", mixed_db, "--format", "csv").out))
+    assert list(frame.columns[:3]) == ["task", "section", "suite"]
+    assert set(frame["task"]) == {"classification", "segmentation"}
+    assert len(frame) == 5 + 2 + 1 + 2  # the suites' rows; the Table 4 pivot is a view of them
+    assert pd.api.types.is_float_dtype(frame["params_m"]) and {"recipe_hash", "epochs"} <= set(frame.columns)
+
+
+def test_one_html_page(mixed_db):
+    page = run_cli("report", "--db", mixed_db, "--format", "html").out
+    assert page.count("<html>") == 1 and page.count("</html>") == 1 and page.rstrip().endswith("</html>")
+    assert page.index("ADE20K") < page.index("</body>") and "<td>LKCA-S</td>" in page
+
+
+def test_latex_is_a_document_that_compiles(mixed_db, tmp_path):
+    result = run_cli("report", "--db", mixed_db, "--compare", "paper", "--format", "latex",
+                     "--output", tmp_path / "report.tex")
+    assert result.code == 0 and result.out == ""
+    tex = (tmp_path / "report.tex").read_text()
+    assert tex.startswith("\\documentclass{article}") and tex.rstrip().endswith("\\end{document}")
+    assert "\\#" in tex and "\\%" in tex and "aAcc(\\%)" in tex and "$\\pm$" in tex
+    if shutil.which("pdflatex") is None:
+        pytest.skip("no pdflatex here (apt-get install texlive-latex-base); the escaping was checked")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "report.pdf").stat().st_size > 1000
+
+
+def test_backbone_filter_resolves_aliases_and_patterns(db):
+    payload = json.loads(run_cli("report", "--db", db, "--backbones", "vit,vit-lkca", "--format", "json").out)
+    [section] = payload["sections"]
+    assert [(r["model"], r["n"], r["acc_mean"], r["acc_std"], r["gain"]) for r in section["rows"]] == [
         ("ViT", 3, 93.0, 0.5, None), ("ViT-LKCA", 3, 94.25, 0.25, 1.25)]
-    code, out, _ = vbench_cli("report", "--db", db, "--suite", "svhn", "--format", "html")
-    assert code == 0 and "<td>LKCA-T</td>" in out and "<td>97.00</td>" in out
-
-
-def test_report_names_the_augmentation_of_the_runs(tmp_path, vbench_cli):
-    """The recipe's augment_impl shows in the suite's title and JSON rows (runs stored before the key: torchvision)."""
-    import json
-
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    store = open_store(url)
-    for backbone, recipe in (("lkca-t", {"augment_impl": "authors"}), ("vit-lite", {"epochs": 100})):
-        store.start_run(suite="cifar10", dataset="cifar10", backbone=backbone, paper_names=[], seed=0, recipe=recipe,
-                        recipe_hash="r1", status="done", top1=90.0, top5=99.0, params=1, flops=1, epochs=1, epochs_done=1)
-    store.close()
-    code, out, err = vbench_cli("report", "--db", url, "--format", "markdown")
-    assert code == 0, err
-    assert out.startswith("## cifar10 (CIFAR-10), augment_impl authors + torchvision\n")
-    code, out, err = vbench_cli("report", "--db", url, "--format", "json")
-    rows = json.loads(out)["suites"][0]["rows"]
-    assert {row["backbone"]: row["augment_impl"] for row in rows} == {"lkca-t": "authors", "vit-lite": "torchvision"}
+    pattern = json.loads(run_cli("report", "--db", db, "--backbones", "lkca-*", "--suite", "cifar10",
+                                 "--format", "json").out)
+    assert [r["backbone"] for r in pattern["sections"][0]["rows"]] == ["lkca-b", "lkca-t"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--format", "docx"], "unknown --format 'docx'"),
     (["--compare", "swin"], "unknown --compare 'swin'"),
-    (["--suite", "nope"], "no finished runs for suite 'nope'"),
+    (["--suite", "cifar-10"], "unknown suite 'cifar-10'; did you mean cifar10"),
+    (["--suite", "smoke"], "no finished runs for suite 'smoke'"),
 ])
-def test_report_bad_input(db, args, message, vbench_cli):
-    code, out, err = vbench_cli("report", "--db", db, *args)
-    assert code == 2 and out == ""
-    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+def test_report_bad_input(db, args, message):
+    result = run_cli("report", "--db", db, *args)
+    assert result.code == 2 and result.out == "" and result.error_line.startswith(f"error: {message}")
 
 
-def test_report_of_missing_database_creates_nothing(tmp_path, vbench_cli):
-    code, _, err = vbench_cli("report", "--db", str(tmp_path / "none.db"))
-    assert code == 2 and "no run store" in err
+def test_report_of_missing_database_creates_nothing(tmp_path):
+    result = run_cli("report", "--db", tmp_path / "none.db")
+    assert result.code == 2 and "no run store" in result.error_line
     assert list(tmp_path.iterdir()) == []
 
 
-def test_plot_writes_png_and_svg_per_suite(db, tmp_path, vbench_cli):
+def test_plot_writes_png_and_svg_per_suite(db, tmp_path):
     out_dir = tmp_path / "plots"
-    code, out, err = vbench_cli("plot", "--db", db, "--output-dir", str(out_dir))
-    assert code == 0, err
+    result = run_cli("plot", "--db", db, "--output-dir", out_dir)
+    assert result.code == 0, result.err
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == sorted(f"{suite}_acc_vs_{axis}.{ext}" for suite in ("cifar10", "cifar100", "svhn")
                            for axis in ("params", "flops") for ext in ("png", "svg"))
@@ -208,14 +223,18 @@ def test_plot_writes_png_and_svg_per_suite(db, tmp_path, vbench_cli):
     assert "ViT-LKCA" in svg and "ViT/1M-LKCA" in svg and "ViT/8M" in svg and "mine" in svg
 
 
-def test_runs_lists_filters_and_deletes(db, tmp_path, vbench_cli):
-    code, out, _ = vbench_cli("runs", "--db", db, "--status", "failed")
-    assert code == 0 and "lkca-b" in out and "10.00" in out and "93.00" not in out
-    code, out, _ = vbench_cli("runs", "--db", db, "--suite", "svhn")
-    assert code == 0 and "97.00" in out and "lkca-t" in out and "vit-lite" not in out
-    code, out, err = vbench_cli("runs", "rm", "1", "--db", db)
-    assert code == 0, err
-    store = open_store(db)
+def test_runs_lists_filters_and_deletes(db, tmp_path):
+    path = tmp_path / "runs.db"
+    shutil.copy(db, path)
+    result = run_cli("runs", "--db", path, "--status", "failed")
+    assert result.code == 0 and "lkca-b" in result.out and "top-1 10.00" in result.out and "93.00" not in result.out
+    result = run_cli("runs", "--db", path, "--suite", "svhn")
+    assert result.code == 0 and "97.00" in result.out and "lkca-t" in result.out and "vit-lite" not in result.out
+    result = run_cli("runs", "--db", path, "--backbones", "vit")  # an alias resolves
+    assert result.code == 0 and "vit-small" in result.out and "lkca-b" not in result.out
+    result = run_cli("runs", "rm", "1", "--db", path)
+    assert result.code == 0, result.err
+    store = open_store(str(path), write=False)
     assert [r.id for r in store.list_runs()][:2] == [2, 3] and len(store.list_runs()) == len(ROWS) - 1
-    code, _, err = vbench_cli("runs", "rm", "1", "--db", db)
-    assert code == 2 and err.startswith("error: no run with id 1")
+    result = run_cli("runs", "rm", "1", "--db", path)
+    assert result.code == 2 and result.error_line.startswith("error: no run with id 1")

@@ -36,17 +36,27 @@ def markdown(report) -> str:
 
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "Δ": r"$\Delta$"}
+                  "<": r"\textless{}", ">": r"\textgreater{}", "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$"}
 
 
 def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+    """Plain text as LaTeX that compiles with the base packages (any other non-ASCII letter transliterated)."""
+    import unicodedata
+
+    def one(ch: str) -> str:
+        if ch in LATEX_SPECIALS:
+            return LATEX_SPECIALS[ch]
+        if ch.isascii():
+            return ch
+        return unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode() or "?"
+
+    return "".join(one(ch) for ch in str(text))
 
 
 def latex(report) -> str:
     """A standalone article (only LaTeX's base classes): one table per section, its notes under it."""
-    parts = ["\\documentclass{article}", "\\usepackage[T1]{fontenc}", "\\usepackage[utf8]{inputenc}",
-             "\\usepackage[margin=1cm,landscape]{geometry}", "\\begin{document}", "\\scriptsize"]
+    parts = ["\\documentclass{article}", "\\usepackage[margin=1cm,landscape]{geometry}", "\\begin{document}",
+             "\\scriptsize"]
     for section in report.sections:
         frame = section.display
         columns = "".join("l" if a == "left" else "r" for a in _alignment(frame))

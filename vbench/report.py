@@ -69,7 +69,8 @@ def build_report(store, suite: str | None = None, backbones: Iterable[str] | Non
         sections.append(segmentation_section(store, [g for g in segmentation if g.suite == suite_name], compare_paper))
     notes = []
     if results.hidden:
-        notes.append(f"{results.hidden} finished runs of other recipes, data or precisions are not shown "
+        runs = "1 finished run" if results.hidden == 1 else f"{results.hidden} finished runs"
+        notes.append(f"{runs} of other recipes, data or precisions are not shown "
                      "(only runs of one experiment are averaged; `vbench runs` lists them).")
     if any(g.precision != "fp32" for g in results.groups):
         notes.append("Runs at bf16/fp16 are reported apart from fp32 runs; the paper's runs were fp32.")
