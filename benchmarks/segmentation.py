@@ -24,9 +24,10 @@ import torch
 
 from _timing import median_ms
 from backbones.lkca import lkca_conv, lkca_matrix
-from vbench.segmentation.build import build_segmentor
-from vbench.segmentation.recipe import OptimizerConfig
-from vbench.segmentation.train import build_optimizer
+from vbench import registry
+from vbench.recipes import OptimizerConfig
+from vbench.segmentation.heads import Segmentor, segmentation_losses
+from vbench.tasks.segmentation import build_optimizer
 
 CASES = (("vit-b", "auto"), ("lkca-b", "conv"), ("lkca-b", "matrix"))
 
@@ -37,18 +38,27 @@ def _peak_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def build_segmentor(backbone: str, crop: int, **overrides) -> Segmentor:
+    """UPerNet over ``backbone``'s encoder at ``crop``, with backbone keywords (the LKCA view)."""
+    spec = registry.get_backbone(backbone)
+    variant = spec.variant("segmentation")
+    encoder = spec.build(img_size=crop, num_classes=150, task="segmentation", **overrides)
+    return Segmentor(encoder, variant.features.channels, "upernet", 150, size_divisor=variant.features.size_divisor,
+                     recipe_kind=variant.recipe_kind)
+
+
 def train_speed(backbone: str, view: str, crop: int, batch: int, device: torch.device, warmup: int,
                 iterations: int) -> dict:
     overrides = {} if backbone.startswith("vit") else {"lkca_view": view}
     torch.manual_seed(0)
-    segmentor = build_segmentor(backbone, "upernet", num_classes=150, crop_size=crop, **overrides).to(device).train()
+    segmentor = build_segmentor(backbone, crop, **overrides).to(device).train()
     optimizer = build_optimizer(segmentor, OptimizerConfig())
     images = torch.randn(batch, 3, crop, crop, device=device)
     labels = torch.randint(0, 150, (batch, crop, crop), device=device)
     labels[:, : crop // 8] = 255
 
     def step() -> None:
-        losses = segmentor.loss(images, labels)
+        losses = segmentation_losses(segmentor(images), labels, segmentor.aux_weight)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()

@@ -1,158 +1,170 @@
-"""End-to-end training-step time of the engine against the bare model, and against the reference pipeline.
+"""The Runner's train-step overhead over the bare model, and what the data pipelines add on top.
 
-Three ways to run the same number of training steps of one backbone (default LKCA-B) on CIFAR-shaped
-data (32x32, 10 classes, the paper's recipe with CIFAR AutoAugment):
+The same batches and the same model (default ViT/0.5M on CIFAR-shaped data, 32x32, 10 classes, batch 128):
 
-* bare:      forward + backward + AdamW step on one normalised batch already on the device (no data
-             pipeline at all): the floor;
-* batched:   the engine's own epoch loop (``Engine._train_epoch``) with the batched recipe, the uint8
-             training split on the device: what ``vbench run`` does;
-* reference: the same loop fed by the reference pipeline (torchvision PIL transforms + DataLoader).
+* bare:             a plain loop over prepared batches: lr step, forward, mixed loss, backward, AdamW step;
+* runner:           `vbench run`'s Runner over the same prepared batches (its loss guard, meters, progress,
+                    lease, store writes and lr schedule included; evaluation and checkpoints excluded);
+* runner + batched: the Runner with the batched recipe drawing and augmenting the batches (what `vbench run`
+                    does on the suite's uint8 split);
+* runner + reference: the same with the per-image reference pipeline (PIL + DataLoader), unless --skip-reference.
 
-Targets on a GPU: batched at most 1.15x bare, reference at least 5x batched. On a CPU the model
-dominates and a reduced number of steps is enough (``--steps``). A full CIFAR epoch of the recipe is
-3 x 50,000 / 128 = 1,171 steps; the per-epoch times are extrapolated from the measured steps.
+Target (issue 9): runner at most 1.05x bare on the CPU. Interleaved rounds, the median of each path.
 
-    python benchmarks/train_step.py [--backbone lkca-b] [--steps 20] [--rounds 2] [--device auto] [--amp] [--compile]
-    vbench bench train-step -- --steps 20
+    vbench bench train-step [--backbone vit-0.5m] [--steps 20] [--rounds 5] [--device auto] [--amp] [--compile]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import tempfile
 import time
-from contextlib import nullcontext
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
 from _timing import sync
 from vbench import registry
+from vbench.augment import BatchedRecipe, mixed_cross_entropy
+from vbench.data import Dataset
+from vbench.runner import Precision, RunOptions, Runner, resolve_device
 from vbench.store import open_store
 from vbench.suites import load_suite
-from vbench.train import (
-    Data, Engine, EngineOptions, Job, _amp_dtype, build_model, make_optimizer, make_scheduler, resolve_device,
-)
-
-CIFAR_TRAIN = 50_000
+from vbench.tasks.base import DataInfo
+from vbench.tasks.classification import ClassificationTask, cosine_schedule
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="lkca-b")
-    parser.add_argument("--steps", type=int, default=None, help="measured steps (default: 200 on a GPU, 10 on a CPU)")
-    parser.add_argument("--warmup-steps", type=int, default=None, help="untimed steps first (default: 20 GPU, 2 CPU)")
+    parser.add_argument("--backbone", default="vit-0.5m")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per path and round")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--amp", action="store_true", help="bf16/fp16 autocast (CUDA only)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CPU with native bf16, or CUDA)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--rounds", type=int, default=2, help="measure every path this many times, interleaved; keep the fastest")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median of each path is shown")
     parser.add_argument("--skip-reference", action="store_true")
     return parser.parse_args()
 
 
 def cifar_shaped(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)
-    return images, torch.randint(0, 10, (n,), generator=generator)
+    return (torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator),
+            torch.randint(0, 10, (n,), generator=generator))
 
 
-def fresh_training(spec, suite, options: EngineOptions, steps_per_epoch: int):
+class BenchTask(ClassificationTask):
+    """The classification task on synthetic CIFAR-shaped data; ``prepared`` batches replace the pipeline."""
+
+    prepared: list | None = None
+
+    def prepare(self) -> DataInfo:
+        images, labels = cifar_shaped(self.steps * self.recipe.batch_size)
+        self.data = Dataset(images, labels, images[:8], labels[:8], None, {"train": "bench", "test": "bench"})
+        self.batches = self.make_batches()
+        self.steps_per_epoch = self.batches.steps_per_epoch(len(images))
+        return DataInfo(f"bench-{self.pipeline}", self.data.describe())
+
+    def make_batches(self):
+        if self.pipeline == "reference":
+            from vbench.reference_pipeline import ReferenceRecipe
+
+            return ReferenceRecipe(self.suite, self.device, num_workers=2)
+        return BatchedRecipe(self.suite, self.device)
+
+    def train_batches(self, seed, stage):
+        return iter(self.prepared) if self.prepared is not None else super().train_batches(seed, stage)
+
+    def evaluate(self, model) -> dict[str, float]:
+        return {"top1": 0.0, "top5": 0.0}  # the evaluation is not what is timed
+
+
+def runner_seconds(spec, suite, options: RunOptions, steps: int, pipeline: str, prepared: list | None) -> float:
+    """Seconds per step of one epoch of the Runner (its first epoch, of ``steps`` steps)."""
+    runner = Runner(suite, RunOptions(**{**options.__dict__, "pipeline": pipeline}), Console(quiet=True))
+    task = BenchTask(suite, runner.device, pipeline=pipeline)
+    task.steps, task.prepared = steps, prepared
+    runner.task = task
+    runner.prepare()
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(str(Path(folder) / "bench.db"))
+        [job] = runner.plan([spec], [0])
+        [outcome] = runner.run(store, [job])
+        assert outcome.status == "done", outcome.error
+        [step] = store.steps(outcome.run_id)
+        store.close()
+    return step.metrics["time_s"] / steps
+
+
+def bare_seconds(spec, suite, options: RunOptions, prepared: list) -> float:
+    """Seconds per step of a plain loop over the same prepared batches and the same model."""
+    device = resolve_device(options.device)
+    precision = Precision.resolve(options.amp, device)
+    task = BenchTask(suite, device)
     torch.manual_seed(0)
-    model = build_model(spec, suite).to(options.device)
-    optimizer = make_optimizer(model, suite.recipe)
-    scheduler = make_scheduler(optimizer, suite.recipe, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=options.amp_active and _amp_dtype(options) == torch.float16)
+    model = task.build_model(spec).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=suite.recipe.lr, weight_decay=suite.recipe.weight_decay)
+    schedule = cosine_schedule(optimizer, suite.recipe, len(prepared))
     trained = torch.compile(model) if options.compile else model
-    autocast = (lambda: torch.autocast("cuda", dtype=_amp_dtype(options))) if options.amp_active else nullcontext
-    return trained, optimizer, scheduler, scaler, autocast
+    scaler = precision.scaler()
 
-
-def time_bare(spec, suite, options: EngineOptions, steps: int, warmup: int) -> float:
-    """Seconds per step of forward + backward + optimizer step on a batch already on the device."""
-    model, optimizer, scheduler, scaler, autocast = fresh_training(spec, suite, options, steps + warmup)
-    batch = suite.recipe.batch_size
-    x = torch.randn(batch, 3, suite.img_size, suite.img_size, device=options.device)
-    y = torch.randint(0, suite.num_classes, (batch,), device=options.device)
-    model.train()
-    for step in range(warmup + steps):
-        if step == warmup:
-            sync(options.device)
-            start = time.perf_counter()
-        scheduler.step_update(step)
-        with autocast():
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=suite.recipe.label_smoothing)
+    def step(index: int, batch) -> None:
+        schedule.step_update(index)
+        with precision.autocast():
+            logits = trained(batch.x)
+        loss = mixed_cross_entropy(logits.float(), batch, suite.recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-    sync(options.device)
-    return (time.perf_counter() - start) / steps
 
-
-def time_engine(spec, suite, options: EngineOptions, steps: int, warmup: int) -> float:
-    """Seconds per step of the engine's epoch loop: a warm-up epoch of ``warmup`` steps, then a timed one."""
-    batch = suite.recipe.batch_size
-    images, labels = cifar_shaped(steps * batch)
-    store = open_store("sqlite://")
-    trained = None
-    timed = None
-    for epoch, n_steps in ((1, warmup), (2, steps)):
-        if n_steps == 0:
-            continue
-        data = Data(images[: n_steps * batch], labels[: n_steps * batch], images[:batch], labels[:batch])
-        engine = Engine(store, suite, data, options, console=Console(quiet=True))
-        if trained is None:
-            trained = fresh_training(spec, suite, options, steps + warmup)
-        job = Job(spec=spec, seed=0, params=0, flops=0)
-        metrics = engine._train_epoch(*trained, job=job, epoch=epoch, label="bench")
-        timed = metrics["time_s"] / n_steps
-    return timed
+    step(0, prepared[0])  # compiles, when compiling
+    sync(device)
+    start = time.perf_counter()
+    for index, batch in enumerate(prepared):
+        step(index, batch)
+    sync(device)
+    return (time.perf_counter() - start) / len(prepared)
 
 
 def main() -> None:
     args = parse_args()
+    options = RunOptions(device=args.device, amp=args.amp, compile=args.compile, checkpoints=False)
     device = resolve_device(args.device)
-    on_gpu = device.type == "cuda"
-    steps = args.steps or (200 if on_gpu else 10)
-    warmup = args.warmup_steps if args.warmup_steps is not None else (20 if on_gpu else 2)
     registry.load_all()
     spec = registry.get_backbone(args.backbone)
-    suite = load_suite("cifar10", overrides={"batch_size": args.batch_size}, sets=["repeats=1"])
-    full_epoch_steps = 3 * CIFAR_TRAIN // args.batch_size
+    suite = load_suite("cifar10", overrides={"batch_size": args.batch_size, "epochs": 1}, sets=["repeats=1"])
+    images, labels = cifar_shaped(args.steps * args.batch_size)
+    prepared = list(BatchedRecipe(suite, device).train_batches(images.to(device), labels.to(device), 0, 1))
     console = Console()
-    base = dict(device=device, amp=args.amp, compile=args.compile)
-    console.print(
-        f"{spec.name} on {device} ({torch.cuda.get_device_name(device) if on_gpu else 'CPU, ' + str(torch.get_num_threads()) + ' threads'}), "
-        f"batch {args.batch_size}, {steps} timed steps after {warmup} warm-up steps, amp {args.amp and on_gpu}, "
-        f"compile {args.compile}", highlight=False)
-
-    paths = {"bare model": lambda: time_bare(spec, suite, EngineOptions(**base), steps, warmup),
-             "engine, batched": lambda: time_engine(spec, suite, EngineOptions(**base, pipeline="batched"), steps, warmup)}
+    console.print(f"{spec.name} on {device} ({torch.get_num_threads()} threads), batch {args.batch_size}, "
+                  f"{args.steps} steps per path, {args.rounds} interleaved rounds, precision "
+                  f"{Precision.resolve(args.amp, device).name}, compile {args.compile}", highlight=False)
+    paths = {
+        "bare model": lambda: bare_seconds(spec, suite, options, prepared),
+        "runner": lambda: runner_seconds(spec, suite, options, args.steps, "batched", prepared),
+        "runner + batched recipe": lambda: runner_seconds(spec, suite, options, args.steps, "batched", None),
+    }
     if not args.skip_reference:
-        paths["engine, reference"] = lambda: time_engine(
-            spec, suite, EngineOptions(**base, pipeline="reference"), steps, warmup)
-    # Interleaved rounds, fastest of each: on a shared machine a single pass mostly measures the neighbours.
-    results: dict[str, float] = {}
-    for _ in range(args.rounds):
+        paths["runner + reference pipeline"] = lambda: runner_seconds(spec, suite, options, args.steps, "reference", None)
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(args.rounds):  # interleaved: on a shared machine a single pass mostly measures the neighbours
         for name, measure in paths.items():
-            results[name] = min(results.get(name, float("inf")), measure())
-    bare = results["bare model"]
-    batched = results["engine, batched"]
-    table = Table(title=f"Training steps of {spec.name}, CIFAR-shaped data",
-                  caption="bare model: fwd+bwd+AdamW on one batch already on the device; engine: vbench run's epoch loop")
-    for column in ("path", "ms/step", "img/s", "CIFAR epoch", "vs bare", "vs batched"):
+            samples[name].append(measure())
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    bare = medians["bare model"]
+    table = Table(title=f"Train steps of {spec.name}, CIFAR-shaped data",
+                  caption="median of the rounds; min and max beside it")
+    for column in ("path", "ms/step (median)", "min", "max", "img/s", "vs bare"):
         table.add_column(column, justify="left" if column == "path" else "right")
-    for name, seconds in results.items():
-        table.add_row(name, f"{seconds * 1e3:.1f}", f"{args.batch_size / seconds:.0f}",
-                      f"{seconds * full_epoch_steps:.0f} s", f"{seconds / bare:.2f}x", f"{seconds / batched:.2f}x")
+    for name, values in samples.items():
+        table.add_row(name, f"{medians[name] * 1e3:.1f}", f"{min(values) * 1e3:.1f}", f"{max(values) * 1e3:.1f}",
+                      f"{args.batch_size / medians[name]:.0f}", f"{medians[name] / bare:.3f}x")
     console.print(table)
-    console.print(f"targets on a GPU: batched <= 1.15x bare (here {batched / bare:.2f}x)"
-                  + (f", reference >= 5x batched (here {results['engine, reference'] / batched:.2f}x)"
-                     if "engine, reference" in results else ""), highlight=False)
+    console.print(f"target: runner <= 1.05x bare (here {medians['runner'] / bare:.3f}x)", highlight=False)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,10 @@ def test_evaluate_top1_top5():
     task.batches = PlainBatches()
     task.data = type("Data", (), {"test_images": torch.arange(10).view(10, 1, 1, 1).expand(10, 3, 2, 2),
                                   "test_labels": labels})()
-    assert task.evaluate(FixedLogits(logits)) == {"top1": 40.0, "top5": 70.0}
+    evaluation = task.evaluate(FixedLogits(logits))
+    assert evaluation.metrics == {"top1": 40.0, "top5": 70.0}
+    assert evaluation.predictions.correct.tolist() == [True] * 4 + [False] * 6
+    assert evaluation.predictions.top_k[4, 1] == labels[4]
 
 
 # --- checkpoints ------------------------------------------------------------------------------------

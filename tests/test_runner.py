@@ -13,6 +13,7 @@ import torch
 
 from cli import process_result, run_cli, start_cli
 from plugins import FAST, write_plugin
+from vbench import registry
 from vbench.data.fixtures import write_fixture, write_image_folder_suite
 from vbench.store import open_store
 
@@ -75,6 +76,19 @@ def test_run_leaves_a_done_row_with_metrics_and_steps(kind, plugin, tmp_path):
     assert "vbench run:" in result.out and "done" in result.out  # the summary table
     assert "2 epochs (0 warm-up epochs)" in result.out.splitlines()[0]
     assert "next: vbench report" in result.out
+    # the final weights and the final evaluation's per-image predictions are kept beside the store
+    from vbench.artifacts import load_weights, predictions_path, run_files, weights_path
+    from vbench.predictions import load_predictions
+
+    assert set(run_files(store, run.id)) == {"checkpoint", "weights", "predictions"}
+    model = load_weights(weights_path(store, run.id), registry.create_backbone("tiny-test", num_classes=run.num_classes))
+    checkpoint = torch.load(store.artifact_dir("checkpoints") / f"run-{run.id}.pt", weights_only=False)
+    assert all(torch.equal(value, checkpoint["model"][name]) for name, value in model.state_dict().items())
+    predictions = load_predictions(predictions_path(store, run.id))
+    assert predictions.images == len(fixture.test_labels) and predictions.meta["run_id"] == run.id
+    assert 100.0 * predictions.correct.mean() == pytest.approx(run.metrics["top1"])
+    deleted = run_cli("runs", "rm", str(run.id), "--db", db)
+    assert deleted.code == 0 and run_files(store, run.id) == {}
 
 
 def test_seeds_skip_force_nan_crash_and_unbuildable(plugin, tmp_path):

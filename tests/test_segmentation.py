@@ -247,6 +247,6 @@ def test_evaluation_counts_the_original_pixels(tmp_path):
     task.prepare()
     from vbench.tasks.segmentation import evaluate_segmentor
 
-    scores = evaluate_segmentor(task.build_model(registry.get_backbone("resnet50")), task.val_set, "cpu", 150)
+    scores = evaluate_segmentor(task.build_model(registry.get_backbone("resnet50")), task.val_set, "cpu", 150).compute()
     labels = sorted((tmp_path / "data" / "ADEChallengeData2016" / "annotations" / "validation").glob("*.png"))
     assert scores.label.sum() == sum(int((load_label(path) != IGNORE_INDEX).sum()) for path in labels)

@@ -239,7 +239,7 @@ def _one_step_and_evaluation(task, spec):
     loss, _, _ = task.train_step(model, batch)
     loss.backward()
     optimizer.step()
-    return task.evaluate(model)
+    return task.evaluate(model).metrics
 
 
 def test_every_classification_recipe_field_reaches_a_built_object(tmp_path):

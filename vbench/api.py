@@ -202,6 +202,7 @@ def check_suite_name(store, suite: str | None) -> None:
 
 def delete_run(store, run_id: int):
     """Delete a run with its steps, evaluations and files (checkpoints, weights, predictions)."""
+    from vbench.artifacts import predictions_path, weights_path
     from vbench.checkpoint import Checkpoints
 
     run = store.get_run(run_id)
@@ -209,9 +210,8 @@ def delete_run(store, run_id: int):
         raise VbenchError(f"no run with id {run_id} in {store.label}; `vbench runs` lists them")
     store.delete_run(run_id)
     Checkpoints(store.artifact_dir("checkpoints"), store.store_id).delete(run_id)
-    for kind in ("weights", "predictions"):
-        for path in store.artifact_dir(kind).glob(f"run-{run_id}.*"):
-            path.unlink(missing_ok=True)
+    for path in (weights_path(store, run_id), predictions_path(store, run_id)):
+        path.unlink(missing_ok=True)
     return run
 
 

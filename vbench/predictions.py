@@ -28,14 +28,15 @@ from vbench.errors import VbenchError
 
 FORMAT_VERSION = 1
 TOP_K = 5
-SUFFIX = ".predictions.npz"
+SUFFIX = ".npz"
 
 
-def predictions_path(directory: str | Path, run_id: str) -> Path:
-    """Where the predictions of run ``run_id`` live inside ``directory`` (beside its results)."""
+def predictions_path(directory: str | Path, run_id: int | str) -> Path:
+    """Where the predictions of run ``run_id`` live inside ``directory`` (the store's predictions folder)."""
+    run_id = str(run_id)
     if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
         raise VbenchError(f"run id {run_id!r} cannot name a file; use the id the store gave the run")
-    return Path(directory) / f"{run_id}{SUFFIX}"
+    return Path(directory) / f"run-{run_id}{SUFFIX}"
 
 
 def _smallest_int(values: np.ndarray) -> np.ndarray:
@@ -66,6 +67,11 @@ class ClassificationPredictions:
         logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
         top_k = logits.topk(min(TOP_K, logits.shape[-1]), dim=-1).indices
         return cls(_smallest_int(top_k.cpu().numpy()), _smallest_int(labels.cpu().numpy()), dict(meta or {}))
+
+    @classmethod
+    def from_top_k(cls, top_k, labels, meta: dict | None = None) -> "ClassificationPredictions":
+        """From class indices [images, k], best first, and labels [images] (torch or NumPy)."""
+        return cls(_smallest_int(np.asarray(top_k)), _smallest_int(np.asarray(labels)), dict(meta or {}))
 
     @property
     def images(self) -> int:

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vbench import __version__
+from vbench.artifacts import predictions_path, weights_path
 from vbench.checkpoint import Checkpoints
 from vbench.errors import VbenchError
 from vbench.store import RunKey, Store
@@ -447,12 +448,13 @@ class Runner:
                 self.progress.advance(self.stage_bar)
             row = {**meter.close(), "lr": optimizer.param_groups[0]["lr"]}
             with precision.autocast():
-                row.update(task.evaluate(model))
+                evaluation = task.evaluate(model)
+            row.update(evaluation.metrics)
             self._record(run_id, key, stage, row, totals, model, optimizer, scaler, memory, session_start)
             self.progress.advance(self.overall)
             self._log(f"{label} {self.info.step_unit} {stage.label}/{self.stages[-1].label}: "
                       f"{_row_text(row, self.info)}")
-        self._done(outcome, run_id, totals, memory, session_start, train_model)
+        self._done(outcome, run_id, key, totals, session_start, train_model, model, evaluation)
 
     def _record(self, run_id, key, stage, row, totals, model, optimizer, scaler, memory, session_start) -> None:
         totals.add(stage.label, row, memory.read())
@@ -466,7 +468,14 @@ class Runner:
                             train_images_per_s=totals.images_per_s, peak_memory_bytes=totals.peak_memory,
                             peak_memory_kind=memory.kind, wall_time_s=wall)
 
-    def _done(self, outcome, run_id, totals, memory, session_start, train_model) -> None:
+    def _done(self, outcome, run_id, key, totals, session_start, train_model, model, evaluation) -> None:
+        """Keep the final weights and the final evaluation's per-image predictions, then mark the run done."""
+        from vbench.artifacts import save_weights
+        from vbench.predictions import save_predictions
+
+        save_weights(weights_path(self.store, run_id), model)
+        evaluation.predictions.meta.update(_key_dict(key), run_id=run_id, task=self.info.name)
+        save_predictions(predictions_path(self.store, run_id), evaluation.predictions)
         final = totals.history[-1][1]
         metrics = {m.name: final[m.name] for m in self.info.metrics if m.name in final}
         outcome.metrics = metrics

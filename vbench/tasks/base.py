@@ -11,7 +11,8 @@ A task is built for one suite and device. The Runner calls, in order:
 - ``train_batches(seed, stage)``: the stage's batches, a function of (seed, stage) only, so a run
   resumed at any stage sees what an uninterrupted one would;
 - ``train_step(model, batch)``: ``(loss, {name: per-batch mean to average}, batch size)``;
-- ``evaluate(model)``: ``{metric name: value}`` with the task's declared metrics.
+- ``evaluate(model)``: an ``Evaluation``: ``{metric name: value}`` with the task's declared metrics, and the
+  per-image predictions behind them (kept for the final evaluation: comparisons test on them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ class Stage:
     label: int  # what the step rows are keyed by: the epoch, or the iteration evaluated after
     first_iteration: int  # 0-based global iteration of its first step
     iterations: int
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    predictions: Any = None  # vbench.predictions.ClassificationPredictions | SegmentationPredictions
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class Task(Protocol):
     def make_optimizer(self, model) -> tuple[Any, LearningRate]: ...
     def train_batches(self, seed: int, stage: Stage) -> Iterator[Any]: ...
     def train_step(self, model, batch) -> tuple[Any, dict, int]: ...
-    def evaluate(self, model) -> dict[str, float]: ...
+    def evaluate(self, model) -> Evaluation: ...
 
 
 def stage_seed(seed: int, stage: int) -> int:

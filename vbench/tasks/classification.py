@@ -15,7 +15,7 @@ import torch.nn as nn
 from vbench.data import load_dataset
 from vbench.errors import VbenchError
 from vbench.tasks import CLASSIFICATION
-from vbench.tasks.base import DataInfo, Stage, model_kwargs
+from vbench.tasks.base import DataInfo, Evaluation, Stage, model_kwargs
 
 PIPELINES = ("batched", "reference")
 
@@ -94,19 +94,21 @@ class ClassificationTask:
         return loss, {"acc": accuracy}, len(batch.y_a)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Top-1 and top-5 accuracy (%) on centre images of the test split."""
+    def evaluate(self, model: nn.Module) -> Evaluation:
+        """Top-1 and top-5 accuracy (%) on centre images of the test split, and each image's top 5."""
+        from vbench.predictions import ClassificationPredictions
+
         model.eval()
-        correct1 = correct5 = 0
-        total = 0
+        tops, labels = [], []
         for x, y in self.batches.eval_batches(self.data.test_images, self.data.test_labels):
             logits = model(x)
-            top = logits.float().topk(min(5, logits.shape[-1]), dim=-1).indices
-            hits = top.eq(y[:, None])
-            correct1 = correct1 + hits[:, 0].sum()
-            correct5 = correct5 + hits.any(dim=-1).sum()
-            total += len(y)
-        return {"top1": 100.0 * float(correct1) / total, "top5": 100.0 * float(correct5) / total}
+            tops.append(logits.float().topk(min(5, logits.shape[-1]), dim=-1).indices)
+            labels.append(y)
+        top, label = torch.cat(tops), torch.cat(labels)
+        hits = top.eq(label[:, None])
+        metrics = {"top1": 100.0 * float(hits[:, 0].sum()) / len(label),
+                   "top5": 100.0 * float(hits.any(dim=-1).sum()) / len(label)}
+        return Evaluation(metrics, ClassificationPredictions.from_top_k(top.cpu().numpy(), label.cpu().numpy()))
 
 
 def cosine_schedule(optimizer, recipe, steps_per_epoch: int):

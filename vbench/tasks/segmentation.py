@@ -22,7 +22,7 @@ from vbench.segmentation.heads import Segmentor, segmentation_losses
 from vbench.segmentation.metrics import SegmentationMetric
 from vbench.suites import default_data_root
 from vbench.tasks import SEGMENTATION
-from vbench.tasks.base import DataInfo, Stage, model_kwargs
+from vbench.tasks.base import DataInfo, Evaluation, Stage, model_kwargs
 
 
 class SegmentationTask:
@@ -94,11 +94,11 @@ class SegmentationTask:
         return losses["loss"], {}, len(images)
 
     @torch.no_grad()
-    def evaluate(self, segmentor: Segmentor) -> dict[str, float]:
+    def evaluate(self, segmentor: Segmentor) -> Evaluation:
         recipe = self.recipe
-        scores = evaluate_segmentor(segmentor, self.val_set, self.device, self.suite.num_classes, recipe.eval_limit,
-                                    recipe.eval_batch_size, recipe.num_workers)
-        return scores.as_dict()
+        metric = evaluate_segmentor(segmentor, self.val_set, self.device, self.suite.num_classes, recipe.eval_limit,
+                                    recipe.eval_batch_size, recipe.num_workers, keep_per_image=True)
+        return Evaluation(metric.compute().as_dict(), metric.per_image())
 
 
 def pipeline_config(suite) -> PipelineConfig:
@@ -149,11 +149,11 @@ def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:
 
 @torch.no_grad()
 def evaluate_segmentor(segmentor: nn.Module, val_set, device, num_classes: int, limit: int = 0,
-                       batch_size: int = 1, num_workers: int = 0):
+                       batch_size: int = 1, num_workers: int = 0, keep_per_image: bool = False) -> SegmentationMetric:
     """Whole-image inference one image at a time; logits are resized (bilinear) to the original
-    label size before the argmax, so the metrics count original pixels."""
+    label size before the argmax, so the metrics count original pixels. Returns the filled metric."""
     segmentor.eval()
-    metric = SegmentationMetric(num_classes)
+    metric = SegmentationMetric(num_classes, keep_per_image=keep_per_image)
     indices = range(len(val_set) if limit <= 0 else min(limit, len(val_set)))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val_set, list(indices)), batch_size=batch_size,
                                          num_workers=num_workers, collate_fn=collate_eval)
@@ -161,5 +161,5 @@ def evaluate_segmentor(segmentor: nn.Module, val_set, device, num_classes: int, 
         for image, label in zip(images, labels):
             logits = segmentor(image.unsqueeze(0).to(device, non_blocking=True))
             logits = F.interpolate(logits.float(), size=label.shape, mode="bilinear", align_corners=False)
-            metric.update(logits.argmax(dim=1)[0], label.to(device, non_blocking=True))
-    return metric.compute()
+            metric.update(logits.argmax(dim=1), label.to(device, non_blocking=True)[None])
+    return metric
