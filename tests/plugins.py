@@ -21,15 +21,15 @@ def register_backbone(name, **options):
 class Tiny(nn.Module):
     """Conv stem, one residual block with drop-path, dropout before the head: every RNG a run has."""
 
-    def __init__(self, num_classes, drop_path_rate, mode="ok"):
+    def __init__(self, num_classes, drop_path_rate, mode="ok", width=8):
         super().__init__()
         self.mode = mode
         self.calls = 0
-        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
-        self.block = nn.Sequential(nn.GELU(), nn.Conv2d(8, 8, 3, padding=1))
+        self.stem = nn.Conv2d(3, width, 3, stride=2, padding=1)
+        self.block = nn.Sequential(nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
         self.drop_path = DropPath(drop_path_rate)
         self.dropout = nn.Dropout(0.1)
-        self.head = nn.Linear(8, num_classes)
+        self.head = nn.Linear(width, num_classes)
 
     def forward(self, x):
         if self.training:
@@ -48,6 +48,12 @@ class Tiny(nn.Module):
 def tiny_test(img_size=32, num_classes=10, drop_path_rate=0.0):
     """A tiny conv net for the engine's tests."""
     return Tiny(num_classes, drop_path_rate)
+
+
+@register_backbone("tiny-wide", family="test", in_paper=False)
+def tiny_wide(img_size=32, num_classes=10, drop_path_rate=0.0):
+    """The tiny conv net, twice as wide."""
+    return Tiny(num_classes, drop_path_rate, width=16)
 
 
 @register_backbone("tiny-nan", family="test", in_paper=False)

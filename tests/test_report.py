@@ -10,6 +10,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from cli import run_cli
 from vbench.store import open_store
@@ -35,6 +36,7 @@ ROWS = [
     ("svhn", "lkca-t", ["ViT/1M-LKCA", "LKCA-T"], 0, 97.0, "r1", "done"),
 ]
 PARAMS = {"vit-small": 2_692_426, "lkca-b": 2_691_520, "lkca-t": 1_030_000, "vit-lite": 1_060_000, "mine": 618}
+PAPER_COUNTER = {"vit-small": 174_252_790, "lkca-b": 170_806_450}  # reference-models.csv's paper_convention_macs
 FLOPS = {"vit-small": 188_837_000, "lkca-b": 201_576_000, "lkca-t": 70_000_000, "vit-lite": 75_500_000, "mine": 1_000_000}
 
 
@@ -46,7 +48,8 @@ def add_run(store, suite, backbone, names, seed, top1, recipe_name="r1", status=
         recipe={**recipe.to_dict(), "seed": seed}, recipe_hash=recipe.key_hash(), data_id=data_id or f"data-{suite}",
         data={"root": f"/data/{suite}", "sizes": {"train": 50000, "test": 10000}, "limit": None}, status=status,
         metrics={"top1": top1, "top5": 99.0}, params=PARAMS.get(backbone, 1000), flops=FLOPS.get(backbone, 1000),
-        step_unit="epoch", steps=epochs, steps_done=epochs, settings={"precision": "fp32"})
+        counts={"flops_paper_counter": PAPER_COUNTER.get(backbone)}, step_unit="epoch", steps=epochs,
+        steps_done=epochs, settings={"precision": "fp32"})
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +67,27 @@ NOTE = ("Acc: top-1 (%) on the test split, mean ± std over n seeds; (+x.xx): ga
         "partner trained with the same recipe and data; # Params in M; Flops in M, fvcore multiply-accumulates (the "
         "paper's counter leaves out the attention matmuls, so its Flops are lower); Recipe: the recipe's hash.")
 
+# ViT-LKCA over ViT, paired by seed: scipy's interval and p-value, as the report must print them
+_LKCA_GAIN = stats.ttest_rel([94.0, 94.25, 94.5], [93.0, 93.5, 92.5])
+_CI = _LKCA_GAIN.confidence_interval(0.95)
+GAIN_CELL = f"[{_CI.low:+.2f}, {_CI.high:+.2f}], p={_LKCA_GAIN.pvalue:.4f}"
+
 MARKDOWN_CIFAR10 = f"""\
 ## cifar10 (CIFAR-10)
 
-| Model       |                  Acc |   n |   # Params |   Flops |   Epochs | Recipe   |
-|:------------|---------------------:|----:|-----------:|--------:|---------:|:---------|
-| ViT         |         93.00 ± 0.50 |   3 |       2.69 |  188.84 |      100 | {PAPER_HASH} |
-| ViT-LKCA    | 94.25 ± 0.25 (+1.25) |   3 |       2.69 |  201.58 |      100 | {PAPER_HASH} |
-| ViT/1M      |         90.50 ± 0.71 |   2 |       1.06 |   75.50 |      100 | {PAPER_HASH} |
-| ViT/1M-LKCA |        92.00 (+1.50) |   1 |       1.03 |   70.00 |      100 | {PAPER_HASH} |
-| mine        |                42.00 |   1 |     0.0006 |    1.00 |      100 | {PAPER_HASH} |
+| Model       |                  Acc |   n |           Gain 95% CI, p |   # Params |   Flops |   Epochs | Recipe   |
+|:------------|---------------------:|----:|-------------------------:|-----------:|--------:|---------:|:---------|
+| ViT         |         93.00 ± 0.50 |   3 |                        - |       2.69 |  188.84 |      100 | {PAPER_HASH} |
+| ViT-LKCA    | 94.25 ± 0.25 (+1.25) |   3 | {GAIN_CELL} |       2.69 |  201.58 |      100 | {PAPER_HASH} |
+| ViT/1M      |         90.50 ± 0.71 |   2 |                        - |       1.06 |   75.50 |      100 | {PAPER_HASH} |
+| ViT/1M-LKCA |        92.00 (+1.50) |   1 |                        - |       1.03 |   70.00 |      100 | {PAPER_HASH} |
+| mine        |                42.00 |   1 |                        - |     0.0006 |    1.00 |      100 | {PAPER_HASH} |
 
 Recipe {PAPER_HASH} (100 epochs, augment_impl authors): the paper's recipe.
 
 Data data-cif: 50000 train / 10000 test images from /data/cifar10.
+
+Gains from a single seed on a side carry no interval: one seed allows none (`vbench compare` still tests them on the per-image predictions).
 
 {NOTE}
 
@@ -99,12 +109,33 @@ def test_table4_pivots_the_three_datasets(db):
     assert "| ViT-Lite  | 90.50 ± 0.71 (n=2) | 71.00 (n=1) |           - |" in table4
 
 
-def test_beside_the_paper(db):
-    result = run_cli("report", "--db", db, "--suite", "cifar10", "--compare", "paper")
-    lines = result.out.splitlines()
-    assert lines[2].startswith("| Model       |                  Acc |   n |   Paper Acc |   Δ Acc |   # Params |")
-    assert "| ViT-LKCA    | 94.25 ± 0.25 (+1.25) |   3 |       94.11 |   +0.14 |" in result.out
-    assert lines[2].rstrip().endswith("| Paper recipe   |") and "| yes            |" in result.out
+def test_beside_the_paper_like_with_like(db):
+    payload = json.loads(run_cli("report", "--db", db, "--suite", "cifar10", "--compare", "paper", "--format", "json").out)
+    rows = {r["model"]: r for r in payload["sections"][0]["rows"]}
+    vit = rows["ViT"]
+    interval = stats.ttest_1samp([93.0, 93.5, 92.5], 0).confidence_interval(0.95)
+    assert (vit["paper_acc"], vit["acc_diff"]) == (93.36, pytest.approx(-0.36))
+    assert vit["paper_in_ci"] == (interval.low <= 93.36 <= interval.high) and vit["acc_ci_low"] == pytest.approx(interval.low)
+    assert rows["ViT/1M-LKCA"]["paper_in_ci"] is None  # one seed: no interval
+    # the paper's Flops beside our count made with the paper's counter
+    assert vit["flops_paper_counter_m"] == pytest.approx(174.25279) and vit["paper_flops_m"] == 174.25
+    markdown = run_cli("report", "--db", db, "--suite", "cifar10", "--compare", "paper").out
+    header = markdown.splitlines()[2]
+    assert "Paper in 95% CI |" in header and "Flops (paper's counter) |" in header and "| Paper recipe   |" in header
+    assert "Paper in 95% CI: whether the published accuracy lies inside the t interval" in markdown
+
+
+def test_fewer_than_three_seeds_is_noted(tmp_path):
+    store = open_store(str(tmp_path / "runs.db"))
+    for seed, (vit, lkca) in enumerate([(90.0, 91.0), (91.0, 91.5)]):
+        add_run(store, "cifar10", "vit-lite", ["ViT/1M"], seed, vit)
+        add_run(store, "cifar10", "lkca-t", ["ViT/1M-LKCA"], seed, lkca)
+    store.close()
+    result = run_cli("report", "--db", tmp_path / "runs.db")
+    assert "Some gains rest on fewer than 3 seeds a side" in result.out
+    assert "one seed allows none" not in result.out
+    expected = stats.ttest_rel([91.0, 91.5], [90.0, 91.0])
+    assert f"p={expected.pvalue:.4f}" in result.out
 
 
 def test_gains_only_between_runs_of_one_experiment(tmp_path):
@@ -140,8 +171,8 @@ def mixed_db(db, tmp_path_factory):
                              recipe_hash=recipe.key_hash(), data_id="ade", data={"sizes": {"train": 4, "test": 2}},
                              status="done", metrics={"mIoU": 12.5, "aAcc": 50.0, "mAcc": 20.0}, params=54_050_100,
                              flops=1_033_600_000, step_unit="iteration", steps=2, steps_done=2)
-    store.replace_steps(run_id, [(1, {"mIoU": 10.0, "aAcc": 40.0, "mAcc": 15.0, "train_loss": 5.0}),
-                                 (2, {"mIoU": 12.5, "aAcc": 50.0, "mAcc": 20.0, "train_loss": 4.0})])
+    store.replace_steps(run_id, [(1, {"mIoU": 10.0, "aAcc": 40.0, "mAcc": 15.0, "top10_mIoU": 30.0, "train_loss": 5.0}),
+                                 (2, {"mIoU": 12.5, "aAcc": 50.0, "mAcc": 20.0, "top10_mIoU": 33.0, "train_loss": 4.0})])
     store.close()
     return path
 
@@ -160,6 +191,8 @@ def test_one_csv_table_with_a_task_column(mixed_db):
     assert set(frame["task"]) == {"classification", "segmentation"}
     assert len(frame) == 5 + 2 + 1 + 2  # the suites' rows; the Table 4 pivot is a view of them
     assert pd.api.types.is_float_dtype(frame["params_m"]) and {"recipe_hash", "epochs"} <= set(frame.columns)
+    segmentation = frame[frame["task"] == "segmentation"]
+    assert list(segmentation["top-10 mIoU"]) == [30.0, 33.0] and (segmentation["top-10 mIoU"] >= segmentation["mIoU"]).all()
 
 
 def test_one_html_page(mixed_db):

@@ -187,6 +187,17 @@ def stored_backbone_names(patterns: str | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
+def stored_backbone_name(store, name: str) -> str:
+    """The name runs of ``name`` are stored under: a registered name or alias resolves; a name only the store
+    knows (a plugin not loaded now) is kept; anything else is an unknown backbone."""
+    canonical = registry.canonical_or_none(name)
+    if canonical:
+        return canonical
+    if store.list_runs(backbones=[name]):
+        return name
+    return registry.resolve_name(name)  # raises with the closest names
+
+
 def check_suite_name(store, suite: str | None) -> None:
     """An unknown suite is one error with the closest known names."""
     if suite is None:

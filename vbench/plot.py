@@ -125,4 +125,6 @@ def plot_all(store, output_dir: str | Path, suite: str | None = None) -> list[Pa
             written += plot_suite(suite_name, groups[0].dataset, classification_records(groups, False), output_dir)
         elif groups[0].task == "segmentation":
             written += plot_miou(suite_name, segmentation_records(store, groups, False), output_dir)
-    return written
+    from vbench.robustness.report import plot_severity
+
+    return written + plot_severity(store, output_dir, suite)

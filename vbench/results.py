@@ -90,16 +90,22 @@ def _group_key(run) -> tuple:
     return (run.suite, run.backbone, run.recipe_hash, run.data_id, precision)
 
 
-def finished_results(store, suite: str | None = None, backbones: Iterable[str] | None = None,
-                     task: str | None = None) -> Results:
-    """The groups of finished runs to show: per (suite, backbone, variant) the group with the newest run."""
+def all_groups(store, suite: str | None = None, backbones: Iterable[str] | None = None,
+               task: str | None = None) -> list[ResultGroup]:
+    """Every group of finished runs, oldest newest run first."""
     runs = store.list_runs(suite=suite, backbones=list(backbones) if backbones else None, status="done", task=task)
     grouped: dict[tuple, list] = {}
     for run in runs:  # ordered by id, so a later run of a seed replaces an earlier one
         grouped.setdefault(_group_key(run), []).append(run)
-    groups = [_group(rows) for rows in grouped.values()]
+    return sorted((_group(rows) for rows in grouped.values()), key=lambda g: g.newest.id)
+
+
+def finished_results(store, suite: str | None = None, backbones: Iterable[str] | None = None,
+                     task: str | None = None) -> Results:
+    """The groups of finished runs to show: per (suite, backbone, variant) the group with the newest run."""
+    groups = all_groups(store, suite, backbones, task)
     shown: dict[tuple, ResultGroup] = {}
-    for group in sorted(groups, key=lambda g: g.newest.id):
+    for group in groups:
         shown[(group.suite, group.backbone, group.variant)] = group
     total = sum(group.n for group in groups)
     kept = list(shown.values())

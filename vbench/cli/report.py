@@ -18,6 +18,8 @@ def report_command(
     fmt: str = typer.Option("markdown", "--format", help="markdown, latex, csv, html or json."),
     compare: Optional[str] = typer.Option(None, "--compare", help="`paper`: the published numbers beside the measured ones."),
     output: Optional[str] = typer.Option(None, "--output", help="Write to this file instead of stdout."),
+    robustness: bool = typer.Option(False, "--robustness", help="The corruption results (vbench robustness): accuracy per corruption, mCE."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="With --robustness: the backbone CE is relative to (default: each LKCA model's ViT partner)."),
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
@@ -32,10 +34,19 @@ def report_command(
     if compare not in (None, "paper"):
         raise VbenchError(f"unknown --compare {compare!r}; the only comparison is `--compare paper`")
     load_plugins(plugin)
+    if reference and not robustness:
+        raise VbenchError("--reference applies to --robustness reports; add --robustness")
     with opened(db) as store:
         check_suite_name(store, suite)
-        report = build_report(store, suite=suite, backbones=stored_backbone_names(backbones),
-                              compare_paper=compare == "paper")
+        names = stored_backbone_names(backbones)
+        if robustness:
+            from vbench.report import Report
+            from vbench.robustness.report import robustness_sections
+
+            ref = stored_backbone_names(reference)[0] if reference else None
+            report = Report(robustness_sections(store, suite, names, ref), [], compare_paper=False)
+        else:
+            report = build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper")
     text = render(report, fmt)
     if output:
         write_text(output, text)

@@ -32,6 +32,16 @@ class ClassificationTask:
         self.data = None
 
     def prepare(self) -> DataInfo:
+        info = self.load_data()
+        self.steps_per_epoch = self.batches.steps_per_epoch(len(self.data.train_images))
+        if self.steps_per_epoch < 1:
+            raise VbenchError(
+                f"suite {self.suite.name!r} has {len(self.data.train_images)} training images, fewer than one batch "
+                f"of {self.recipe.batch_size} x {self.recipe.repeats} repeats; lower batch_size with --batch-size")
+        return info
+
+    def load_data(self) -> DataInfo:
+        """The splits and the batch pipeline, without the training checks (evaluation needs no more)."""
         data = load_dataset(self.suite, self.data_root, self.download, self.limit)
         if self.pipeline == "reference":
             from vbench.reference_pipeline import ReferenceRecipe
@@ -45,11 +55,6 @@ class ClassificationTask:
             for name in ("train_images", "train_labels", "test_images", "test_labels"):
                 setattr(data, name, getattr(data, name).to(self.device))
         self.data = data
-        self.steps_per_epoch = self.batches.steps_per_epoch(len(data.train_images))
-        if self.steps_per_epoch < 1:
-            raise VbenchError(
-                f"suite {self.suite.name!r} has {len(data.train_images)} training images, fewer than one batch of "
-                f"{self.recipe.batch_size} x {self.recipe.repeats} repeats; lower batch_size with --batch-size")
         if len(data.test_images) == 0:
             raise VbenchError(f"suite {self.suite.name!r} has an empty test split")
         return DataInfo(data.identity, data.describe())
@@ -93,18 +98,22 @@ class ClassificationTask:
                             + (1.0 - batch.lam) * (predicted == batch.y_b).double().mean())
         return loss, {"acc": accuracy}, len(batch.y_a)
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module) -> Evaluation:
         """Top-1 and top-5 accuracy (%) on centre images of the test split, and each image's top 5."""
+        return self.evaluate_images(model, self.data.test_images, self.data.test_labels)
+
+    @torch.no_grad()
+    def evaluate_images(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:
+        """``evaluate`` on other uint8 images of the suite's size (a corrupted test split)."""
         from vbench.predictions import ClassificationPredictions
 
         model.eval()
-        tops, labels = [], []
-        for x, y in self.batches.eval_batches(self.data.test_images, self.data.test_labels):
+        tops, seen = [], []
+        for x, y in self.batches.eval_batches(images, labels):
             logits = model(x)
             tops.append(logits.float().topk(min(5, logits.shape[-1]), dim=-1).indices)
-            labels.append(y)
-        top, label = torch.cat(tops), torch.cat(labels)
+            seen.append(y)
+        top, label = torch.cat(tops), torch.cat(seen)
         hits = top.eq(label[:, None])
         metrics = {"top1": 100.0 * float(hits[:, 0].sum()) / len(label),
                    "top5": 100.0 * float(hits.any(dim=-1).sum()) / len(label)}

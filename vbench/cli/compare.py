@@ -1,0 +1,41 @@
+"""``vbench compare A B --suite S``: confidence intervals and significance tests between two backbones."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from vbench.cli._common import DbOption, PluginOption, app, load_plugins
+
+
+@app.command("compare")
+def compare_command(
+    a: str = typer.Argument(..., help="Backbone A (name or alias)."),
+    b: str = typer.Argument(..., help="Backbone B (name or alias)."),
+    suite: str = typer.Option(..., "--suite", help="The suite both were trained on."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Only these seeds (comma-separated)."),
+    fmt: str = typer.Option("markdown", "--format", help="markdown, latex, csv, html or json."),
+    db: Optional[str] = DbOption,
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """Is A better than B? The mean difference over seeds with a 95% t interval (paired or Welch) and its
+    p-value; per pair of runs, a bootstrap interval over test images and McNemar's exact test."""
+    from vbench.api import check_suite_name, parse_seeds, stored_backbone_name
+    from vbench.compare import compare, comparison_report
+    from vbench.errors import VbenchError
+    from vbench.render import render
+    from vbench.report import check_format
+    from vbench.store import opened
+
+    check_format(fmt)
+    load_plugins(plugin)
+    seed_list = parse_seeds(seeds, 0) if seeds else None
+    with opened(db) as store:
+        check_suite_name(store, suite)
+        names = [stored_backbone_name(store, name) for name in (a, b)]
+        if names[0] == names[1]:
+            raise VbenchError(f"{a} and {b} are the same backbone; compare two different ones")
+        report = comparison_report(compare(store, suite, *names, seeds=seed_list))
+    sys.stdout.write(render(report, fmt))

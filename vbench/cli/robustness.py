@@ -1,0 +1,52 @@
+"""``vbench robustness``: finished runs' final weights on the 15 corruptions of Hendrycks & Dietterich."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from vbench.cli._common import BackboneFilter, DbOption, PluginOption, app, console, err_console, load_plugins
+
+
+@app.command("robustness")
+def robustness_command(
+    suite: str = typer.Option(..., "--suite", help="cifar10, cifar100, tiny-imagenet (or a suite file of 32 or 64 px)."),
+    backbones: Optional[str] = BackboneFilter,
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Only runs of these seeds (comma-separated)."),
+    corruptions: str = typer.Option("all", "--corruptions", help="all, or comma-separated names (gaussian_noise,fog,...)."),
+    severities: str = typer.Option("1,2,3,4,5", "--severities", help="Comma-separated severities in 1-5."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the clean data (and any released -C files) live."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Runs trained with --limit N: the same first N images."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    db: Optional[str] = DbOption,
+    plugin: Optional[List[str]] = PluginOption,
+) -> None:
+    """Evaluate the final weights of finished runs on corrupted test images (released files, else generated)."""
+    from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
+    from vbench.robustness.corruptions import parse_corruptions, parse_severities
+    from vbench.robustness.evaluate import evaluate_robustness
+    from vbench.store import check_url, opened
+    from vbench.suites import load_suite
+
+    load_plugins(plugin)
+    names, levels = parse_corruptions(corruptions), parse_severities(severities)
+    seed_list = parse_seeds(seeds, 0) if seeds else None
+    the_suite = load_suite(suite, overrides={"data_root": data_root})
+    with opened(check_url(db), write=False) as store:  # nothing to evaluate is one line before anything is written
+        check_suite_name(store, the_suite.name)
+    with opened(db, write=True) as store:
+        outcome = evaluate_robustness(store, the_suite, names, levels, backbones=stored_backbone_names(backbones),
+                                      seeds=seed_list, data_root=data_root, device=device, limit=limit, console=console)
+        label = store.label
+    for line in outcome.skipped:
+        err_console.print(f"note: {line}", highlight=False)
+    table = Table(title=f"vbench robustness: {the_suite.name}")
+    for column in ("runs", "corruptions", "severities", "evaluated now", "kept from before", "images"):
+        table.add_column(column, justify="right")
+    table.add_row(str(len(outcome.runs)), str(len(names)), ",".join(map(str, levels)), str(outcome.evaluated),
+                  str(outcome.kept), " and ".join(sorted(outcome.sources)) or "-")
+    console.print(table)
+    console.print(f"{outcome.evaluated} evaluated now, {outcome.kept} kept from before; results are in {label}\n"
+                  f"next: vbench report --robustness --suite {the_suite.name}", highlight=False)

@@ -1,0 +1,114 @@
+"""``vbench robustness``: the final weights of finished runs evaluated on the corrupted test split.
+
+For each (corruption, severity) the corrupted split is read from the released files or generated once
+(cached), then every selected run is evaluated on it with its task's evaluation; each result is kept in
+the store's ``evaluations`` table (kind ``corruption``, condition ``<corruption>/<severity>``) as soon as
+it is measured, so an interrupted evaluation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from vbench.errors import VbenchError
+
+KIND = "corruption"
+CORRUPTION_SEED = 0  # every backbone sees the same corrupted images
+
+
+def condition(name: str, severity: int) -> str:
+    return f"{name}/{severity}"
+
+
+@dataclass
+class RobustnessOutcome:
+    evaluated: int = 0
+    kept: int = 0  # already in the store from an earlier, interrupted evaluation
+    runs: list = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+
+
+def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | None) -> list:
+    runs = [run for run in store.list_runs(suite=suite.name, backbones=backbones, status="done", task="classification")
+            if seeds is None or run.seed in seeds]
+    if not runs:
+        raise VbenchError(f"no finished runs of suite {suite.name!r} in {store.label} to evaluate; train some first "
+                          "(`vbench run --suite ...`)")
+    return runs
+
+
+def select_runs(store, runs: list, data_id: str) -> tuple[list, list[str]]:
+    """The runs trained on this data that kept their final weights, and a line for each run left out."""
+    from vbench.artifacts import weights_path
+
+    chosen, skipped = [], []
+    for run in runs:
+        if run.data_id != data_id:
+            skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) was trained on other data; skipped")
+        elif not weights_path(store, run.id).is_file():
+            skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) kept no final weights; skipped")
+        else:
+            chosen.append(run)
+    if not chosen:
+        raise VbenchError(f"none of the {len(runs)} finished runs can be evaluated here: {skipped[0]}")
+    return chosen, skipped
+
+
+def evaluate_robustness(store, suite, corruptions: list[str], severities: list[int], backbones: list[str] | None = None,
+                        seeds: list[int] | None = None, data_root=None, device: str = "auto", limit: int | None = None,
+                        console: Console | None = None) -> RobustnessOutcome:
+    from vbench import registry
+    from vbench.artifacts import load_weights, weights_path
+    from vbench.robustness.corruptions import parameter_set_for
+    from vbench.robustness.datasets import load_corrupted, split_fingerprint
+    from vbench.runner import resolve_device
+    from vbench.tasks.classification import ClassificationTask
+
+    if suite.task != "classification":
+        raise VbenchError(f"suite {suite.name!r} is a {suite.task} suite; corruptions are evaluated on classification suites")
+    parameter_set_for(suite.img_size)  # a size without corruption parameters is one error, before any work
+    candidates = finished_runs(store, suite, backbones, seeds)
+    task = ClassificationTask(suite, resolve_device(device), data_root=data_root, limit=limit)
+    data = task.load_data()
+    runs, skipped = select_runs(store, candidates, data.identity)
+    outcome = RobustnessOutcome(runs=runs, skipped=skipped)
+    done = {(e.run_id, e.condition) for e in store.evaluations(KIND, [run.id for run in runs])}
+    root = Path(data.description.get("root") or ".")
+    clean_images, clean_labels = task.data.test_images.cpu(), task.data.test_labels.cpu()
+    fingerprint = split_fingerprint(clean_images, clean_labels)
+    models: dict[int, torch.nn.Module] = {}
+    console = console or Console()
+    points = [(name, severity) for name in corruptions for severity in severities]
+    with _progress(console) as progress:
+        bar = progress.add_task(f"{suite.name}: corruptions", total=len(points) * len(runs))
+        for name, severity in points:
+            todo = [run for run in runs if (run.id, condition(name, severity)) not in done]
+            progress.update(bar, description=f"{suite.name}: {name} s{severity}", advance=len(runs) - len(todo))
+            outcome.kept += len(runs) - len(todo)
+            if not todo:
+                continue
+            split = load_corrupted(suite.kind, root, clean_images, clean_labels, name, severity, seed=CORRUPTION_SEED,
+                                   cache_dir=root / ".vbench-cache", clean_fingerprint=fingerprint)
+            outcome.sources.add(split.source)
+            images, labels = split.images.to(task.device), split.labels.to(task.device)
+            for run in todo:
+                if run.id not in models:
+                    spec = registry.get_backbone(run.backbone)
+                    model = task.build_model(spec).to(task.device)
+                    models[run.id] = load_weights(weights_path(store, run.id), model)
+                metrics = task.evaluate_images(models[run.id], images, labels).metrics
+                store.put_evaluation(run.id, KIND, condition(name, severity), {**metrics, "source": split.source})
+                outcome.evaluated += 1
+                progress.advance(bar)
+    return outcome
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, disable=not console.is_terminal)

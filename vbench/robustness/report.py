@@ -1,0 +1,144 @@
+"""``vbench report --robustness``: the corruption results of finished runs with Hendrycks' definitions.
+
+Per suite, two tables: a summary (clean accuracy, mean corruption accuracy, mCE and relative mCE against a
+reference backbone) and the accuracy per corruption. The reference is ``--reference NAME`` for every row,
+or by default each LKCA model's ViT partner ("ViT/1M-LKCA" against "ViT/1M"); a row with neither has no CE.
+Seeds of one experiment are averaged (``vbench.results`` groups), as everywhere in the reports.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vbench.errors import VbenchError
+from vbench.robustness.corruptions import CORRUPTIONS
+from vbench.robustness.evaluate import KIND
+from vbench.robustness.metrics import robustness_summary
+
+NOTE = ("Accuracies are top-1 (%) on the corrupted test split, the mean over the severities evaluated and the seeds "
+        "of one experiment; mCA: mean corruption accuracy; with E = 100 - accuracy, CE_c = sum_s E_s,c / "
+        "sum_s E_s,c(reference), mCE their mean over corruptions, relative CE_c = sum_s (E_s,c - E_clean) / "
+        "sum_s (E_s,c(ref) - E_clean(ref)) (Hendrycks & Dietterich, ICLR 2019), in percent of the reference.")
+
+
+def robustness_sections(store, suite: str | None = None, backbones=None, reference: str | None = None) -> list:
+    from vbench.results import finished_results
+
+    groups = finished_results(store, suite=suite, backbones=backbones, task="classification").groups
+    evaluations = store.evaluations(KIND, [run.id for g in groups for run in g.runs])
+    by_run: dict[int, list] = {}
+    for evaluation in evaluations:
+        by_run.setdefault(evaluation.run_id, []).append(evaluation)
+    sections = []
+    for suite_name in sorted({g.suite for g in groups}):
+        suite_groups = [g for g in groups if g.suite == suite_name and any(r.id in by_run for r in g.runs)]
+        if suite_groups:
+            sections += _suite_sections(suite_name, suite_groups, by_run, reference)
+    if not sections:
+        where = f" of suite {suite!r}" if suite else ""
+        raise VbenchError(f"no corruption results{where} in {store.label}; run `vbench robustness --suite ...` first")
+    return sections
+
+
+def _frame(groups: list, by_run: dict[int, list]) -> tuple[pd.DataFrame, dict[str, float], set[str], list[int]]:
+    rows, clean, sources, severities = [], {}, set(), set()
+    for group in groups:
+        clean[group.backbone] = sum(group.values("top1").values()) / group.n
+        for run in group.runs:
+            for evaluation in by_run.get(run.id, []):
+                corruption, severity = evaluation.condition.split("/")
+                rows.append({"backbone": group.backbone, "corruption": corruption, "severity": int(severity),
+                             "accuracy": evaluation.metrics["top1"]})
+                sources.add(evaluation.metrics.get("source", "?"))
+                severities.add(int(severity))
+    return pd.DataFrame(rows), clean, sources, sorted(severities)
+
+
+def _reference_of(group, groups: list, reference: str | None) -> str | None:
+    from vbench.report import partner_of
+
+    if reference:
+        return reference
+    partner = partner_of(group, groups)
+    return partner.backbone if partner is not None and group.same_experiment(partner) is None else None
+
+
+def _suite_sections(suite_name: str, groups: list, by_run: dict[int, list], reference: str | None) -> list:
+    from vbench.report import Section, display_name, fmt
+
+    frame, clean, sources, severities = _frame(groups, by_run)
+    if reference and reference not in set(frame["backbone"]):
+        raise VbenchError(f"reference backbone {reference!r} has no corruption results on {suite_name!r}; choose one "
+                          f"of {', '.join(sorted(set(frame['backbone'])))}")
+    names = {g.backbone: display_name(g.paper_names, g.dataset, g.backbone) for g in groups}
+    records, accuracy_rows = [], []
+    for group in groups:
+        own = frame[frame["backbone"] == group.backbone]
+        ref = _reference_of(group, groups, reference)
+        summary = None
+        if ref is not None and ref in clean and not frame[frame["backbone"] == ref].empty:
+            pair = frame[frame["backbone"].isin([group.backbone, ref])]
+            summary = robustness_summary(pair, clean, ref).set_index("backbone").loc[group.backbone]
+        per_corruption = own.groupby("corruption")["accuracy"].mean()
+        records.append({
+            "task": "classification", "suite": suite_name, "model": names[group.backbone], "backbone": group.backbone,
+            "n": group.n, "clean_accuracy": clean[group.backbone],
+            "mean_corruption_accuracy": float(own["accuracy"].mean()),
+            "mce": float(summary["mce"]) if summary is not None else None,
+            "relative_mce": float(summary["relative_mce"]) if summary is not None else None,
+            "reference": ref if summary is not None else None, "recipe_hash": group.recipe_hash,
+            **{name: float(per_corruption[name]) if name in per_corruption else None for name in CORRUPTIONS},
+        })
+    display = pd.DataFrame([{
+        "Model": r["model"], "n": str(r["n"]), "Clean": fmt(r["clean_accuracy"]), "mCA": fmt(r["mean_corruption_accuracy"]),
+        "mCE": fmt(r["mce"]), "rel. mCE": fmt(r["relative_mce"]),
+        "Reference": names.get(r["reference"], r["reference"]) if r["reference"] else "-",
+    } for r in records])
+    accuracy = pd.DataFrame([{"Model": r["model"], **{name: fmt(r[name]) for name in CORRUPTIONS}} for r in records])
+    notes = [NOTE, f"Severities {', '.join(map(str, severities))}; images {' and '.join(sorted(sources))} "
+                   "(released files where they are under the data root, else generated)."]
+    if any(r["reference"] is None for r in records):
+        notes.append("Rows without a reference have no CE: the default reference is an LKCA model's ViT partner "
+                     "trained with the same recipe; pass --reference NAME to use one backbone for every row.")
+    title = f"{suite_name}: robustness to corruptions"
+    return [Section(f"{suite_name}/robustness", "classification", title, records, display, notes, suite=suite_name),
+            Section(f"{suite_name}/corruptions", "classification", f"{suite_name}: accuracy per corruption", records,
+                    accuracy, [], suite=suite_name, pivot=True)]
+
+
+def plot_severity(store, output_dir, suite: str | None = None) -> list:
+    """``<suite>_acc_vs_severity.{png,svg}``: top-1 against severity per backbone (the mean over corruptions and
+    seeds), the clean accuracy at severity 0; nothing for suites without corruption results."""
+    from vbench.plot import EXTENSIONS, _pyplot, _safe
+
+    try:
+        sections = robustness_sections(store, suite)
+    except VbenchError:
+        return []
+    plt = _pyplot()
+    written = []
+    for section in (s for s in sections if s.key.endswith("/robustness")):
+        groups = {r["backbone"]: r for r in section.records}
+        evaluations = store.evaluations(KIND)
+        runs = {run.id: run for run in store.list_runs(suite=section.suite, status="done")}
+        figure, ax = plt.subplots(figsize=(8, 5), dpi=120)
+        for backbone, record in groups.items():
+            points: dict[int, list[float]] = {}
+            for evaluation in evaluations:
+                run = runs.get(evaluation.run_id)
+                if run is not None and run.backbone == backbone and run.recipe_hash == record["recipe_hash"]:
+                    points.setdefault(int(evaluation.condition.split("/")[1]), []).append(evaluation.metrics["top1"])
+            severities = sorted(points)
+            ax.plot([0, *severities], [record["clean_accuracy"], *(sum(points[s]) / len(points[s]) for s in severities)],
+                    marker="o", label=record["model"])
+        ax.set_xlabel("severity (0: clean)")
+        ax.set_ylabel("top-1 accuracy (%), mean over corruptions")
+        ax.set_title(f"{section.suite}: accuracy against corruption severity")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        for extension in EXTENSIONS:
+            path = output_dir / f"{_safe(section.suite)}_acc_vs_severity.{extension}"
+            figure.savefig(path, bbox_inches="tight")
+            written.append(path)
+        plt.close(figure)
+    return written
