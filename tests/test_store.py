@@ -135,9 +135,8 @@ def _open_and_write(db: str, worker: int, go) -> None:
     store.start_run(suite="s", backbone=f"w{worker}", seed=0, recipe_hash="h")
 
 
-@pytest.mark.parametrize("repeat", range(3))
-def test_concurrent_first_use_of_an_empty_sqlite_file(tmp_path, repeat):
-    db = str(tmp_path / f"fresh{repeat}.db")
+def assert_four_processes_can_start_an_empty_store(db: str) -> None:
+    """Four processes use an empty database for the first time at the same moment; every one succeeds."""
     context = multiprocessing.get_context("fork")
     go = context.Event()
     processes = [context.Process(target=_open_and_write, args=(db, w, go)) for w in range(4)]
@@ -148,6 +147,11 @@ def test_concurrent_first_use_of_an_empty_sqlite_file(tmp_path, repeat):
         process.join(120)
     assert [p.exitcode for p in processes] == [0] * 4
     assert len(open_store(db, write=False).list_runs()) == 4
+
+
+@pytest.mark.parametrize("repeat", range(3))
+def test_concurrent_first_use_of_an_empty_sqlite_file(tmp_path, repeat):
+    assert_four_processes_can_start_an_empty_store(str(tmp_path / f"fresh{repeat}.db"))
 
 
 # --- schema versions: upgrades only when asked, readers never write --------------------------------
@@ -292,16 +296,7 @@ def test_concurrent_first_use_of_an_empty_postgresql_database(postgres_url):
     for _ in range(3):
         database = services.create_database(postgres_url)
         try:
-            context = multiprocessing.get_context("fork")
-            go = context.Event()
-            processes = [context.Process(target=_open_and_write, args=(database, w, go)) for w in range(4)]
-            for process in processes:
-                process.start()
-            go.set()
-            for process in processes:
-                process.join(120)
-            assert [p.exitcode for p in processes] == [0] * 4
-            assert len(open_store(database, write=False).list_runs()) == 4
+            assert_four_processes_can_start_an_empty_store(database)
         finally:
             services.drop_database(postgres_url, database)
 
