@@ -90,10 +90,17 @@ def _group_key(run) -> tuple:
     return (run.suite, run.backbone, run.recipe_hash, run.data_id, precision)
 
 
+def is_eval_only(run) -> bool:
+    """A row of `vbench eval`: weights evaluated without training (vbench.evaluate)."""
+    return bool((run.settings or {}).get("eval_only"))
+
+
 def finished_results(store, suite: str | None = None, backbones: Iterable[str] | None = None,
-                     task: str | None = None) -> Results:
-    """The groups of finished runs to show: per (suite, backbone, variant) the group with the newest run."""
+                     task: str | None = None, eval_only: bool = False) -> Results:
+    """The groups of finished runs to show: per (suite, backbone, variant) the group with the newest run.
+    Training runs only, unless ``eval_only`` asks for the eval-only rows alone."""
     runs = store.list_runs(suite=suite, backbones=list(backbones) if backbones else None, status="done", task=task)
+    runs = [run for run in runs if is_eval_only(run) == eval_only]
     grouped: dict[tuple, list] = {}
     for run in runs:  # ordered by id, so a later run of a seed replaces an earlier one
         grouped.setdefault(_group_key(run), []).append(run)

@@ -19,6 +19,7 @@ PluginOption = typer.Option(None, "--plugin", show_default=False,
                             help="A .py file or module that registers backbones (repeatable).")
 SuiteFilter = typer.Option(None, "--suite", help="Only this suite.")
 BackboneFilter = typer.Option(None, "--backbones", help="Comma-separated names, aliases or patterns (vit-*).")
+FamilyFilter = typer.Option(None, "--family", help="Only backbones of this family (swin, vit, lkca, ...).")
 
 
 def load_plugins(plugins: Optional[List[str]]) -> None:

@@ -8,16 +8,18 @@ from typing import List, Optional
 
 import typer
 
-from vbench.cli._common import BackboneFilter, DbOption, PluginOption, SuiteFilter, app, err_console, load_plugins
+from vbench.cli._common import BackboneFilter, DbOption, FamilyFilter, PluginOption, SuiteFilter, app, err_console, load_plugins
 
 
 @app.command("report")
 def report_command(
     suite: Optional[str] = SuiteFilter,
     backbones: Optional[str] = BackboneFilter,
+    family: Optional[str] = FamilyFilter,
     fmt: str = typer.Option("markdown", "--format", help="markdown, latex, csv, html or json."),
     compare: Optional[str] = typer.Option(None, "--compare", help="`paper`: the published numbers beside the measured ones."),
     output: Optional[str] = typer.Option(None, "--output", help="Write to this file instead of stdout."),
+    eval_only: bool = typer.Option(False, "--eval-only", help="Only the rows of `vbench eval` (weights evaluated without training)."),
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
@@ -34,8 +36,8 @@ def report_command(
     load_plugins(plugin)
     with opened(db) as store:
         check_suite_name(store, suite)
-        report = build_report(store, suite=suite, backbones=stored_backbone_names(backbones),
-                              compare_paper=compare == "paper")
+        report = build_report(store, suite=suite, backbones=stored_backbone_names(backbones, store, family),
+                              compare_paper=compare == "paper", eval_only=eval_only)
     text = render(report, fmt)
     if output:
         write_text(output, text)
