@@ -29,8 +29,10 @@ def load_plugins(plugins: Optional[List[str]]) -> None:
 
 
 def wide_for_files() -> None:
-    """A log file gets whole tables, not tables cut to 80 columns."""
-    if not console.is_terminal:
+    """A log file gets whole tables, not tables cut to 80 columns (an explicit $COLUMNS wins)."""
+    import os
+
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, 160)
 
 
