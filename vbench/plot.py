@@ -311,14 +311,14 @@ def curve_chart(suite: str, curves: list[Curve], y: str, x: str, ylabel: str, pa
         ax.scatter(steps, values, s=MARKER_SIZE, facecolors="none", edgecolors=colours[index], linewidths=1.2,
                    label=f"{curves[index].name.split(' (n=')[0]} (paper)", zorder=3)
         points += list(zip(steps, values))
-    ax.set_xlabel(f"{x.removesuffix('s')}" if x == "epochs" else x)
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{suite}: {ylabel} per {x.removesuffix('s')}")
-    ax.grid(True, alpha=0.3)
-    if x == "epochs":
-        from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    unit = x.removesuffix("s")
+    ax.set_xlabel(unit)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{suite}: {ylabel} per {unit}")
+    ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _outside_legend(figure, *ax.get_legend_handles_labels())
     _freeze_layout(figure, ax)
     return Chart(stem(suite, y, x), figure, points)

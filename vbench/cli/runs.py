@@ -116,7 +116,7 @@ def show_parts(record: dict) -> list:
     colour = {"done": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}.get(record["status"], "white")
     header = (f"[bold]run {record['id']}[/bold]: {record['backbone']} ({record.get('family') or '-'}) on suite "
               f"{record['suite']}, seed {record['seed']}, {record['task']}, [{colour}]{record['status']}[/]"
-              f"{' (eval only' + source + ')' if settings.get('eval_only') else ''}; started {record.get('started_at') or '-'}, "
+              f"{' (eval only' + source + ')' if settings.get('eval_only') else ''}; started {str(record.get('started_at') or '-')[:19]}, "
               f"wall {number(record.get('wall_time_s'), 1, ' s')}")
     parts: list = [header]
     if record.get("error"):
