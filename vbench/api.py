@@ -26,12 +26,9 @@ def load_plugins(plugins: Iterable[str] = ()) -> None:
 
 def backbone_rows(patterns: str | None = None, family: str | None = None, task: str | None = None) -> list[dict]:
     """What the registry knows of each backbone, without building it: name, family, tasks, the paper's params."""
-    if patterns:
-        specs = registry.select_backbones(patterns, family=family, task=task)
-    else:
-        specs = registry.list_backbones(family=family, task=task)
-    if family and not specs:
-        raise VbenchError(f"no backbone in family {family!r}; families: {', '.join(registry.families())}")
+    from vbench.selection import select_registered
+
+    specs = select_registered(patterns, family, task) if patterns or family else registry.list_backbones(task=task)
     from vbench.paper import published_params_m
 
     published = published_params_m()
@@ -132,16 +129,19 @@ class RunResult:
 
 
 def plan_run(suite: str, backbones: str, seeds: str | None = None, *, db: str | None = None,
-             overrides: dict | None = None, sets: Iterable[str] = (), options=None, console=None) -> PlannedRun:
+             overrides: dict | None = None, sets: Iterable[str] = (), options=None, console=None,
+             family: str | None = None) -> PlannedRun:
     """Load and check the suite, the backbones, the data and the store's location; build and measure each
     backbone once. Raises VbenchError on bad input; writes nothing."""
     from vbench.runner import RunOptions, Runner
     from vbench.store import check_url
 
-    options = options or RunOptions()
+    options = absolute_data_root(options or RunOptions())
     url = check_url(db)
     the_suite = load_suite(suite, overrides={**(overrides or {}), "data_root": options.data_root}, sets=sets)
-    specs = registry.select_backbones(backbones, task=the_suite.task)
+    from vbench.selection import select_registered
+
+    specs = select_registered(backbones, family, the_suite.task)
     if not specs:
         raise VbenchError("--backbones is empty; give comma-separated names or patterns (see `vbench list backbones`)")
     seed_list = parse_seeds(seeds, the_suite.recipe.seed)
@@ -154,6 +154,15 @@ def plan_run(suite: str, backbones: str, seeds: str | None = None, *, db: str | 
         reasons = "; ".join(dict.fromkeys(f"{job.spec.name}: {job.error}" for job in jobs))
         raise VbenchError(f"no backbone can run on suite {the_suite.name!r}: {reasons}")
     return PlannedRun(the_suite, runner, jobs, url, seed_list)
+
+
+def absolute_data_root(options):
+    """Runs record where their data came from: a relative --data-root is made absolute."""
+    import dataclasses
+
+    if not options.data_root:
+        return options
+    return dataclasses.replace(options, data_root=str(Path(options.data_root).expanduser().resolve()))
 
 
 def execute(planned: PlannedRun) -> RunResult:
@@ -173,18 +182,14 @@ def run_suite(suite: str, backbones: str, seeds: str | None = None, **kwargs) ->
 
 
 # --- the store -------------------------------------------------------------------------------------
-def stored_backbone_names(patterns: str | None) -> list[str] | None:
-    """Names as runs store them: registered names and aliases resolve, patterns expand, anything else
-    is kept as given (a run of a plugin that is not loaded now)."""
-    if not patterns:
-        return None
-    names: list[str] = []
-    for item in (part.strip() for part in patterns.split(",") if part.strip()):
-        if any(ch in item for ch in "*?["):
-            names += [spec.name for spec in registry.select_backbones(item)]
-        else:
-            names.append(registry.canonical_or_none(item) or item)
-    return list(dict.fromkeys(names))
+def stored_backbone_names(patterns: str | None, store=None, family: str | None = None) -> list[str] | None:
+    """Names as runs store them: registered names and aliases resolve, patterns expand over registered and
+    stored names, ``family`` filters; anything else is kept as given (a run of a plugin that is not loaded
+    now). None: no filter."""
+    from vbench.selection import stored_names
+
+    stored = [(run.backbone, run.family) for run in store.list_runs()] if store is not None else []
+    return stored_names(patterns, stored, family)
 
 
 def stored_backbone_name(store, name: str) -> str:

@@ -57,8 +57,8 @@ class Report:
 
 
 def build_report(store, suite: str | None = None, backbones: Iterable[str] | None = None,
-                 compare_paper: bool = False) -> Report:
-    results = finished_results(store, suite=suite, backbones=backbones)
+                 compare_paper: bool = False, eval_only: bool = False) -> Report:
+    results = finished_results(store, suite=suite, backbones=backbones, eval_only=eval_only)
     if not results.groups:
         raise no_runs_error(store, suite, backbones)
     sections: list[Section] = []

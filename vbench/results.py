@@ -90,10 +90,17 @@ def _group_key(run) -> tuple:
     return (run.suite, run.backbone, run.recipe_hash, run.data_id, precision)
 
 
+def is_eval_only(run) -> bool:
+    """A row of `vbench eval`: weights evaluated without training (vbench.evaluate)."""
+    return bool((run.settings or {}).get("eval_only"))
+
+
 def all_groups(store, suite: str | None = None, backbones: Iterable[str] | None = None,
-               task: str | None = None) -> list[ResultGroup]:
-    """Every group of finished runs, oldest newest run first."""
+               task: str | None = None, eval_only: bool = False) -> list[ResultGroup]:
+    """Every group of finished runs, oldest newest run first: training runs only, unless ``eval_only`` asks
+    for the eval-only rows alone."""
     runs = store.list_runs(suite=suite, backbones=list(backbones) if backbones else None, status="done", task=task)
+    runs = [run for run in runs if is_eval_only(run) == eval_only]
     grouped: dict[tuple, list] = {}
     for run in runs:  # ordered by id, so a later run of a seed replaces an earlier one
         grouped.setdefault(_group_key(run), []).append(run)
@@ -101,9 +108,9 @@ def all_groups(store, suite: str | None = None, backbones: Iterable[str] | None 
 
 
 def finished_results(store, suite: str | None = None, backbones: Iterable[str] | None = None,
-                     task: str | None = None) -> Results:
+                     task: str | None = None, eval_only: bool = False) -> Results:
     """The groups of finished runs to show: per (suite, backbone, variant) the group with the newest run."""
-    groups = all_groups(store, suite, backbones, task)
+    groups = all_groups(store, suite, backbones, task, eval_only)
     shown: dict[tuple, ResultGroup] = {}
     for group in groups:
         shown[(group.suite, group.backbone, group.variant)] = group

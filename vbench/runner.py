@@ -269,8 +269,9 @@ class Lease:
 
 # --- the runner ------------------------------------------------------------------------------------
 class Runner:
-    def __init__(self, suite, options: RunOptions, console: Console | None = None):
+    def __init__(self, suite, options: RunOptions, console: Console | None = None, observers=()):
         self.suite, self.options = suite, options
+        self.observers = list(observers)  # called with (run_id, job, stage, row) after each stage is recorded
         self.info = suite.task_info
         self.console = console or Console()
         self.device = resolve_device(options.device)
@@ -451,6 +452,8 @@ class Runner:
                 evaluation = task.evaluate(model)
             row.update(evaluation.metrics)
             self._record(run_id, key, stage, row, totals, model, optimizer, scaler, memory, session_start)
+            for observe in self.observers:
+                observe(run_id, job, stage, row)
             self.progress.advance(self.overall)
             self._log(f"{label} {self.info.step_unit} {stage.label}/{self.stages[-1].label}: "
                       f"{_row_text(row, self.info)}")

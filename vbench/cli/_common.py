@@ -19,6 +19,7 @@ PluginOption = typer.Option(None, "--plugin", show_default=False,
                             help="A .py file or module that registers backbones (repeatable).")
 SuiteFilter = typer.Option(None, "--suite", help="Only this suite.")
 BackboneFilter = typer.Option(None, "--backbones", help="Comma-separated names, aliases or patterns (vit-*).")
+FamilyFilter = typer.Option(None, "--family", help="Only backbones of this family (swin, vit, lkca, ...).")
 
 
 def load_plugins(plugins: Optional[List[str]]) -> None:
@@ -28,8 +29,10 @@ def load_plugins(plugins: Optional[List[str]]) -> None:
 
 
 def wide_for_files() -> None:
-    """A log file gets whole tables, not tables cut to 80 columns."""
-    if not console.is_terminal:
+    """A log file gets whole tables, not tables cut to 80 columns (an explicit $COLUMNS wins)."""
+    import os
+
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, 160)
 
 

@@ -46,32 +46,86 @@ def list_backbones_command(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    console.print(_table(rows, measure, img, classes))
+    print_backbones(rows, measure, img, classes)
 
 
-def _table(rows: list[dict], measured: bool, img: int, classes: int) -> Table:
+def print_backbones(rows: list[dict], measured: bool, img: int, classes: int) -> None:
+    """A boxed table where it fits the terminal whole; else the same without borders; else one block per
+    backbone. No layout ever cuts a name or a number: a table is used only when every cell fits without
+    breaking a word (rich would fold them)."""
     title = f"Backbones at {img}x{img}, {classes} classes" if measured else "Backbones"
-    table = Table(title=title, caption=FLOPS_NOTE if measured else "--measure counts params and FLOPs")
-    table.add_column("name", no_wrap=True)
-    table.add_column("family", no_wrap=True)
-    table.add_column("tasks", overflow="fold")
-    table.add_column("paper names", overflow="fold")
-    table.add_column("paper params", justify="right")
-    if measured:
-        table.add_column("params", justify="right")
-        table.add_column("FLOPs", justify="right", overflow="fold")
+    caption = FLOPS_NOTE if measured else "--measure counts params and FLOPs"
+    from rich.padding import Padding
+    from rich.text import Text
+
+    headers, cells = _cells(rows, measured)
+    errors = [f"{row['name']}: {row['error']}" for row in rows if measured and row.get("error")]
+    caption = "\n".join([caption, *errors])
+    for boxed in (True, False):
+        borders = 3 * len(headers) + 1 if boxed else 2 * (len(headers) - 1)
+        widths = _column_widths(headers, cells, console.width - borders)
+        if widths:
+            console.print(_table(headers, cells, widths, boxed, title, caption))
+            return
+    console.print(title, style="bold", highlight=False)
+    for row in cells:
+        console.print(row[0], style="bold", soft_wrap=True, highlight=False)
+        details = "; ".join(f"{header} {cell}" for header, cell in zip(headers[1:], row[1:]))
+        console.print(Padding(Text(details), (0, 0, 0, 2)))
+    console.print(caption, highlight=False)
+
+
+def _cells(rows: list[dict], measured: bool) -> tuple[list[str], list[list[str]]]:
+    headers = ["name", "family", "tasks", "paper names", "paper params"] + (["params", "FLOPs"] if measured else [])
+    cells = []
     for row in rows:
-        cells = [row["name"], row["family"], ", ".join(row["tasks"]), ", ".join(row["paper_names"]) or "-",
-                 f"{row['paper_params_m']:.2f}M" if row["paper_params_m"] is not None else "-"]
+        line = [row["name"], row["family"], ", ".join(row["tasks"]), ", ".join(row["paper_names"]) or "-",
+                f"{row['paper_params_m']:.2f}M" if row["paper_params_m"] is not None else "-"]
         if measured:
-            cells += [millions(row["params"]), _flops_text(row)]
-        table.add_row(*cells)
+            line += [millions(row["params"]), _flops_text(row)]
+        cells.append(line)
+    return headers, cells
+
+
+NUMERIC = ("paper params", "params", "FLOPs")
+
+
+def _column_widths(headers: list[str], cells: list[list[str]], room: int) -> list[int] | None:
+    """Widths that fit ``room`` without breaking a word (the name column: without breaking a name), or None.
+
+    Each column gets its longest word, then the room left goes to the columns whose cells are longer, most
+    wanting first. Fixed widths, because rich's own shrinking can crop the last column."""
+    longest_word, natural = [], []
+    for index, header in enumerate(headers):
+        texts = [header, *(row[index] for row in cells)]
+        natural.append(max(len(text) for text in texts))
+        longest_word.append(natural[-1] if index == 0 else max(len(w) for t in texts for w in t.split() or [""]))
+    widths = list(longest_word)
+    if sum(widths) > room:
+        return None
+    spare = room - sum(widths)
+    for index in sorted(range(len(headers)), key=lambda i: natural[i] - widths[i], reverse=True):
+        grant = min(spare, natural[index] - widths[index])
+        widths[index] += grant
+        spare -= grant
+    return widths
+
+
+def _table(headers: list[str], cells: list[list[str]], widths: list[int], boxed: bool, title: str,
+           caption: str) -> Table:
+    options = {} if boxed else {"box": None, "pad_edge": False, "show_edge": False}
+    table = Table(title=title, caption=caption, **options)
+    for header, width in zip(headers, widths):
+        table.add_column(header, no_wrap=header == "name", width=width, overflow="fold",
+                         justify="right" if header in NUMERIC else "left")
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
 def _flops_text(row: dict) -> str:
     if row.get("error"):
-        return f"n/a: {row['error']}"
+        return "n/a"  # the reason is under the table
     text = millions(row["flops"])
     return text if row["flops_complete"] else f"{text} (incomplete)"
 

@@ -8,23 +8,25 @@ from typing import List, Optional
 
 import typer
 
-from vbench.cli._common import BackboneFilter, DbOption, PluginOption, SuiteFilter, app, err_console, load_plugins
+from vbench.cli._common import BackboneFilter, DbOption, FamilyFilter, PluginOption, SuiteFilter, app, err_console, load_plugins
 
 
 @app.command("report")
 def report_command(
     suite: Optional[str] = SuiteFilter,
     backbones: Optional[str] = BackboneFilter,
+    family: Optional[str] = FamilyFilter,
     fmt: str = typer.Option("markdown", "--format", help="markdown, latex, csv, html or json."),
     compare: Optional[str] = typer.Option(None, "--compare", help="`paper`: the published numbers beside the measured ones."),
     output: Optional[str] = typer.Option(None, "--output", help="Write to this file instead of stdout."),
     robustness: bool = typer.Option(False, "--robustness", help="The corruption results (vbench robustness): accuracy per corruption, mCE."),
     reference: Optional[str] = typer.Option(None, "--reference", help="With --robustness: the backbone CE is relative to (default: each LKCA model's ViT partner)."),
+    eval_only: bool = typer.Option(False, "--eval-only", help="Only the rows of `vbench eval` (weights evaluated without training)."),
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Paper-style tables (Tables 1-4 layout; Tables 6-7 for segmentation) of the finished runs."""
-    from vbench.api import check_suite_name, stored_backbone_names
+    from vbench.api import check_suite_name, stored_backbone_name, stored_backbone_names
     from vbench.errors import VbenchError
     from vbench.render import render
     from vbench.report import build_report, check_format
@@ -38,15 +40,16 @@ def report_command(
         raise VbenchError("--reference applies to --robustness reports; add --robustness")
     with opened(db) as store:
         check_suite_name(store, suite)
-        names = stored_backbone_names(backbones)
+        names = stored_backbone_names(backbones, store, family)
         if robustness:
             from vbench.report import Report
             from vbench.robustness.report import robustness_sections
 
-            ref = stored_backbone_names(reference)[0] if reference else None
+            ref = stored_backbone_name(store, reference) if reference else None
             report = Report(robustness_sections(store, suite, names, ref), [], compare_paper=False)
         else:
-            report = build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper")
+            report = build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper",
+                                  eval_only=eval_only)
     text = render(report, fmt)
     if output:
         write_text(output, text)

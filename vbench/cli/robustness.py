@@ -37,7 +37,7 @@ def robustness_command(
     with opened(check_url(db), write=False) as store:  # nothing to evaluate is one line before anything is written
         check_suite_name(store, the_suite.name)
     with opened(db, write=True) as store:
-        outcome = evaluate_robustness(store, the_suite, names, levels, backbones=stored_backbone_names(backbones),
+        outcome = evaluate_robustness(store, the_suite, names, levels, backbones=stored_backbone_names(backbones, store),
                                       seeds=seed_list, data_root=data_root, device=device, limit=limit, console=console)
         label = store.label
     for line in outcome.skipped:

@@ -14,7 +14,8 @@ from vbench.cli._common import DbOption, PluginOption, app, console, err_console
 @app.command("run")
 def run_command(
     suite: str = typer.Option(..., "--suite", help="Built-in suite name or a suite .toml file."),
-    backbones: str = typer.Option(..., "--backbones", help="Comma-separated names, aliases or patterns (vit-*)."),
+    backbones: Optional[str] = typer.Option(None, "--backbones", help="Comma-separated names, aliases or patterns (vit-*)."),
+    family: Optional[str] = typer.Option(None, "--family", help="Only backbones of this family (all of it without --backbones)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default: the recipe's seed)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Set recipe.epochs (the warm-up follows unless set)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Set recipe.batch_size."),
@@ -30,6 +31,8 @@ def run_command(
     pipeline: str = typer.Option("batched", "--pipeline", help="batched (tensor ops on the device) or reference (per-image PIL + DataLoader)."),
     checkpoints: bool = typer.Option(True, "--checkpoints/--no-checkpoints", help="Write a resumable checkpoint after every evaluation."),
     force: bool = typer.Option(False, "--force", help="Rerun finished runs from scratch."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe and the jobs, then exit: nothing is trained or written."),
+    tensorboard: Optional[str] = typer.Option(None, "--tensorboard", help="Also log every epoch's metrics for TensorBoard under this folder."),
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
@@ -38,15 +41,31 @@ def run_command(
     from vbench.runner import RunOptions
 
     load_plugins(plugin)
+    if tensorboard:
+        from vbench.tensorboard import check_log_dir
+
+        check_log_dir(tensorboard)
     options = RunOptions(device=device, amp=amp, compile=compile_model, pipeline=pipeline, force=force,
                          checkpoints=checkpoints, limit=limit, data_root=data_root, download=download)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
     with err_console.status("loading the data, building and measuring the backbones..."):
         planned = api.plan_run(suite, backbones, seeds, db=db, overrides=overrides, sets=sets or (), options=options,
-                               console=console)
+                               console=console, family=family)
     wide_for_files()
+    if dry_run:
+        from vbench.cli._plan import print_plan
+
+        print_plan(planned, _first_line(planned))
+        return
     console.print(_first_line(planned), highlight=False)
-    result = api.execute(planned)
+    if tensorboard:
+        from vbench.tensorboard import TensorBoardLog
+
+        with TensorBoardLog(tensorboard, planned) as log:
+            planned.runner.observers.append(log)
+            result = api.execute(planned)
+    else:
+        result = api.execute(planned)
     console.print(summary_table(result))
     console.print(f"runs are in {result.store_label}; checkpoints under {result.artifact_root / 'checkpoints'}\n"
                   f"next: vbench report{_db_flag(db)}    vbench plot{_db_flag(db)}    vbench runs{_db_flag(db)}",

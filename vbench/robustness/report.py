@@ -106,39 +106,28 @@ def _suite_sections(suite_name: str, groups: list, by_run: dict[int, list], refe
                     accuracy, [], suite=suite_name, pivot=True)]
 
 
-def plot_severity(store, output_dir, suite: str | None = None) -> list:
-    """``<suite>_acc_vs_severity.{png,svg}``: top-1 against severity per backbone (the mean over corruptions and
-    seeds), the clean accuracy at severity 0; nothing for suites without corruption results."""
-    from vbench.plot import EXTENSIONS, _pyplot, _safe
+def severity_charts(store, suite: str | None = None) -> list:
+    """Per suite with corruption results, top-1 against severity per backbone (the mean over corruptions and
+    seeds; severity 0 is the clean accuracy), as ``vbench plot`` draws curves: ``<suite>_acc_vs_severity``."""
+    from vbench.plot import Curve, curve_chart
 
     try:
         sections = robustness_sections(store, suite)
     except VbenchError:
         return []
-    plt = _pyplot()
-    written = []
+    runs = {run.id: run for run in store.list_runs(status="done", task="classification")}
+    evaluations = store.evaluations(KIND, list(runs))
+    made = []
     for section in (s for s in sections if s.key.endswith("/robustness")):
-        groups = {r["backbone"]: r for r in section.records}
-        evaluations = store.evaluations(KIND)
-        runs = {run.id: run for run in store.list_runs(suite=section.suite, status="done")}
-        figure, ax = plt.subplots(figsize=(8, 5), dpi=120)
-        for backbone, record in groups.items():
-            points: dict[int, list[float]] = {}
+        curves = []
+        for record in section.records:
+            per_severity: dict[int, list[float]] = {}
             for evaluation in evaluations:
-                run = runs.get(evaluation.run_id)
-                if run is not None and run.backbone == backbone and run.recipe_hash == record["recipe_hash"]:
-                    points.setdefault(int(evaluation.condition.split("/")[1]), []).append(evaluation.metrics["top1"])
-            severities = sorted(points)
-            ax.plot([0, *severities], [record["clean_accuracy"], *(sum(points[s]) / len(points[s]) for s in severities)],
-                    marker="o", label=record["model"])
-        ax.set_xlabel("severity (0: clean)")
-        ax.set_ylabel("top-1 accuracy (%), mean over corruptions")
-        ax.set_title(f"{section.suite}: accuracy against corruption severity")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        for extension in EXTENSIONS:
-            path = output_dir / f"{_safe(section.suite)}_acc_vs_severity.{extension}"
-            figure.savefig(path, bbox_inches="tight")
-            written.append(path)
-        plt.close(figure)
-    return written
+                run = runs[evaluation.run_id]
+                if (run.suite, run.backbone, run.recipe_hash) == (section.suite, record["backbone"], record["recipe_hash"]):
+                    per_severity.setdefault(int(evaluation.condition.split("/")[1]), []).append(evaluation.metrics["top1"])
+            severities = sorted(per_severity)
+            curves.append(Curve(f"{record['model']} (n={record['n']})", [0, *severities],
+                                [record["clean_accuracy"], *(sum(per_severity[s]) / len(per_severity[s]) for s in severities)]))
+        made.append(curve_chart(section.suite, curves, "acc", "severity", "top-1 accuracy (%), mean over corruptions"))
+    return made

@@ -1,0 +1,40 @@
+"""What ``vbench run --dry-run`` prints: the resolved recipe and the jobs (``vbench.dryrun``)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from vbench.cli._common import console, millions
+
+
+def _text(value) -> str:
+    from vbench.results import _text as plain
+
+    return "" if value is None else plain(value)
+
+
+def print_plan(planned, first_line: str) -> None:
+    from vbench.dryrun import job_lines, recipe_lines
+
+    suite = planned.suite
+    console.print(first_line, highlight=False)
+    recipe = Table(title=f"Recipe of suite {suite.name} ({suite.path})",
+                   caption="* set on the command line    ! not the paper's value")
+    for column in ("key", "value", "suite file", "paper"):
+        recipe.add_column(column, overflow="fold")
+    for line in recipe_lines(planned):
+        marks = ("*" if line.changed else "") + ("!" if line.off_paper else "")
+        recipe.add_row(line.key, f"{_text(line.value)} {marks}".rstrip(),
+                       _text(line.suite_value) if line.changed else "",
+                       _text(line.paper_value) if line.off_paper else "")
+    console.print(recipe)
+    from vbench.store import display_url
+
+    jobs = Table(title=f"Jobs (store {display_url(planned.url)})")
+    for column in ("backbone", "seed", "params", "FLOPs", "state"):
+        jobs.add_column(column, justify="right" if column in ("seed", "params", "FLOPs") else "left",
+                        overflow="fold", no_wrap=column == "backbone")
+    for job in job_lines(planned):
+        jobs.add_row(job.backbone, str(job.seed), millions(job.params), millions(job.flops), job.state)
+    console.print(jobs)
+    console.print("dry run: nothing was trained or written", highlight=False)
