@@ -1,0 +1,179 @@
+"""The pieces pages are made of: jinja2 templates (autoescaped), sortable and filterable tables, and charts
+embedded as JSON for plotly.js."""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape as esc
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from markupsafe import Markup
+
+
+@lru_cache(maxsize=None)
+def environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(loader=PackageLoader("vbench.leaderboard", "templates"),
+                       autoescape=select_autoescape(default=True, default_for_string=True),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def fragment(template: str, **context) -> Markup:
+    """A template rendered as a piece of a page (already escaped)."""
+    return Markup(render(template, **context))
+
+
+# --- tables --------------------------------------------------------------------------------------------
+@dataclass
+class Column:
+    title: str
+    numeric: bool = True
+    tip: str | None = None
+
+
+@dataclass
+class Cell:
+    text: str = "-"
+    value: float | str | None = None  # what the column sorts by (numbers for numeric columns)
+    href: str | None = None
+    tip: str | None = None
+    html: Markup | None = None  # instead of text (links to runs)
+    css: str | None = None
+
+
+@dataclass
+class Row:
+    cells: list[Cell]
+    facet: str | None = None  # what the table's select filters on (a family, a status)
+
+
+@dataclass
+class Table:
+    key: str  # the element id
+    columns: list[Column]
+    rows: list[Row] = field(default_factory=list)
+    facet: str | None = None  # the select's label ("Family"), None for no select
+    placeholder: str = "Search"
+
+    @property
+    def facet_values(self) -> list[str]:
+        return sorted({row.facet for row in self.rows if row.facet is not None})
+
+
+def number_cell(value: float | None, digits: int = 2, signed: bool = False, tip: str | None = None) -> Cell:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return Cell("-", tip=tip)
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    css = None if not signed else ("up" if value > 0 else "down" if value < 0 else None)
+    return Cell(text, value=round(float(value), 6), tip=tip, css=css)
+
+
+def params_cell(value_m: float | None) -> Cell:
+    """Millions with two decimals, four where a tiny model would show 0.00."""
+    if value_m is None:
+        return Cell("-")
+    return number_cell(value_m, 2 if value_m >= 0.1 or value_m == 0 else 4)
+
+
+def run_links(run_ids: list[int], seeds: list[int], prefix: str = "runs/") -> Cell:
+    """A link per run of a group, named by its seed: the way from a table row to the run pages."""
+    links = Markup(" ").join(Markup('<a href="{}{}.html" title="run {}">s{}</a>').format(prefix, run_id, run_id, seed)
+                             for run_id, seed in zip(run_ids, seeds))
+    return Cell(" ".join(f"s{seed}" for seed in seeds), value=len(run_ids), html=links)
+
+
+def table_html(table: Table) -> Markup:
+    """The table with its filter controls. Written here rather than in a template: the all-runs page of a big
+    store has 100,000s of cells, and a template escapes each through several calls."""
+    key = esc(table.key)
+    tools = [f'<div class="table-tools" data-tools-for="{key}">']
+    if table.facet:
+        options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in table.facet_values)
+        tools.append(f'<label>{esc(table.facet)} <select data-facet-for="{key}"><option value="">all</option>'
+                     f'{options}</select></label>')
+    tools.append(f'<label>Search <input type="search" data-search-for="{key}" placeholder="{esc(table.placeholder)}">'
+                 f'</label><span class="count" data-count-for="{key}">{len(table.rows)} rows</span></div>')
+    head = "".join(map(_header_html, table.columns))
+    body = []
+    for row in table.rows:
+        facet = f' data-facet="{esc(row.facet)}"' if row.facet is not None else ""
+        body.append(f"<tr{facet}>{''.join(map(_cell_html, row.cells))}</tr>")
+    return Markup("".join(tools) + f'<div class="table-wrap"><table class="board" id="{key}"><thead><tr>{head}</tr>'
+                  f"</thead><tbody>\n" + "\n".join(body) + "\n</tbody></table></div>")
+
+
+def _header_html(column: Column) -> str:
+    tip = f' title="{esc(column.tip)}"' if column.tip else ""
+    return f'<th scope="col" data-type="{"number" if column.numeric else "text"}"{tip}>{esc(column.title)}</th>'
+
+
+def _cell_html(cell: Cell) -> str:
+    attributes = ""
+    if cell.value is not None:
+        attributes += f' data-value="{esc(str(cell.value))}"'
+    if cell.tip:
+        attributes += f' title="{esc(cell.tip)}"'
+    if cell.css:
+        attributes += f' class="{cell.css}"'
+    if cell.html is not None:
+        content = str(cell.html)
+    elif cell.href:
+        content = f'<a href="{esc(cell.href)}">{esc(cell.text)}</a>'
+    else:
+        content = esc(cell.text)
+    return f"<td{attributes}>{content}</td>"
+
+
+def pairs_html(pairs: list[tuple[str, object]]) -> Markup:
+    """``key: value`` rows (a value that is Markup is kept as it is)."""
+    rows = "".join(f'<tr><th scope="row">{esc(key)}</th><td>{value if isinstance(value, Markup) else esc(str(value))}'
+                   "</td></tr>" for key, value in pairs)
+    return Markup(f'<table class="pairs"><tbody>{rows}</tbody></table>')
+
+
+# --- charts --------------------------------------------------------------------------------------------
+def chart_html(key: str, spec: dict, css: str = "chart") -> Markup:
+    """A chart's element and its spec as JSON (``</`` escaped, so no string in it can end the script)."""
+    payload = json.dumps(spec, separators=(",", ":"), allow_nan=False, default=_plain).replace("</", "<\\/")
+    return Markup('<div class="{css}" id="{key}" data-spec="{key}-spec"></div>'
+                  '<script type="application/json" id="{key}-spec">').format(css=css, key=key) \
+        + Markup(payload) + Markup("</script>")
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+# --- small helpers -------------------------------------------------------------------------------------
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(text)).strip("-").lower() or "x"
+
+
+def flatten(values: dict | None, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested settings as ``(dotted key, text)`` pairs, in their order."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in (values or {}).items():
+        if isinstance(value, dict):
+            pairs += flatten(value, f"{prefix}{key}.")
+        else:
+            pairs.append((f"{prefix}{key}", value_text(value)))
+    return pairs
+
+
+def value_text(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    return str(value)
