@@ -220,7 +220,7 @@ def test_screenshot_for_the_readme(chrome, site, tmp_path):
     """The README's picture, taken from the fixture site (VBENCH_UPDATE_SCREENSHOT=1 writes docs/leaderboard.png)."""
     from PIL import Image
 
-    chrome.set_window_size(1400, 1160)
+    chrome.set_window_size(1400, 1320)
     chrome.get((site / "index.html").as_uri())
     _charts_drawn(chrome, 6)
     time.sleep(0.5)  # plotly's transitions
@@ -325,8 +325,12 @@ def test_a_further_task_gets_a_page_of_its_own(tmp_path):
 
 
 def test_serve_prints_the_url_serves_the_site_and_stops_on_ctrl_c(db, tmp_path):
+    """The README's `vbench leaderboard --serve --port 8000`, on a free port, in a folder whose results/vbench.db
+    is the fixture store."""
+    (tmp_path / "results").mkdir()
+    shutil.copy(db, tmp_path / "results" / "vbench.db")
     port = free_port()
-    process = start_cli("leaderboard", "--db", db, "--output", tmp_path / "site", "--serve", "--port", port)
+    process = start_cli("leaderboard", "--serve", "--port", port, cwd=tmp_path)
     try:
         lines = []
         while not any("serving" in line for line in lines):
@@ -334,7 +338,7 @@ def test_serve_prints_the_url_serves_the_site_and_stops_on_ctrl_c(db, tmp_path):
             assert line, "".join(lines)
             lines.append(line)
         url = f"http://127.0.0.1:{port}/"
-        assert f"serving {tmp_path / 'site'} at {url} (Ctrl-C stops)" in lines[-1]
+        assert f"serving {tmp_path / 'results' / 'leaderboard'} at {url} (Ctrl-C stops)" in lines[-1]
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.status == 200 and b"vbench leaderboard" in response.read()
         with urllib.request.urlopen(url + "assets/plotly.min.js", timeout=10) as response:

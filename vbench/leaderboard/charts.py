@@ -19,14 +19,15 @@ FRONT_COLOR = "#222222"
 class Axis:
     key: str  # the record's field
     title: str
+    name: str  # in a chart's title: "top-1 against <name>"
     paper_key: str | None  # the paper point's field, None when the paper has no such number
     lower_is_better: bool  # params and FLOPs are costs; throughput is a benefit
 
 
 ACCURACY_AXES = {  # the paper counts FLOPs without the attention matmuls: the section's notes say so
-    "params": Axis("params_m", "# Params (M)", "params_m", True),
-    "flops": Axis("flops_m", "FLOPs (M MACs)", "flops_m", True),
-    "throughput": Axis("images_per_s", "training images/s (measured)", None, False),
+    "params": Axis("params_m", "# Params (M)", "params", "params_m", True),
+    "flops": Axis("flops_m", "FLOPs (M MACs)", "FLOPs", "flops_m", True),
+    "throughput": Axis("images_per_s", "training images/s (measured)", "throughput", None, False),
 }
 
 
@@ -55,8 +56,8 @@ def _layout(title: str, x_title: str, y_title: str, log_x: bool = True) -> dict:
         "title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
         "xaxis": {"title": {"text": x_title}, "type": "log" if log_x else "linear", "zeroline": False},
         "yaxis": {"title": {"text": y_title}, "zeroline": False},
-        "height": 360, "margin": {"l": 56, "r": 16, "t": 40, "b": 52}, "hovermode": "closest",
-        "legend": {"orientation": "h", "y": -0.22, "font": {"size": 10}},
+        "height": 400, "margin": {"l": 56, "r": 16, "t": 40, "b": 40}, "hovermode": "closest",
+        "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top", "font": {"size": 10}},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "#fbfbfb",
     }
 

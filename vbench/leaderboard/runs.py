@@ -10,6 +10,7 @@ import json
 import math
 import multiprocessing
 import os
+from html import escape as esc
 from pathlib import Path
 from typing import Iterator
 
@@ -64,7 +65,7 @@ def _time_text(seconds: float | None) -> str:
 def summary_pairs(run, group_href: str | None) -> list[tuple[str, str | Markup]]:
     names = ", ".join(run.paper_names or []) if isinstance(run.paper_names, list) else ""
     steps = f"{run.steps_done} of {run.steps} {run.step_unit or 'step'}s" if run.steps else str(run.steps_done)
-    shown = (Markup('<a href="{}">in its suite\'s table</a>').format(group_href) if group_href else
+    shown = (Markup(f'<a href="{esc(group_href)}">in its suite&#x27;s table</a>') if group_href else
              "not in the tables (unfinished, or an older recipe, data or precision than the one shown)")
     pairs = [("status", run.status), ("task", run.task), ("suite", f"{run.suite} ({run.dataset or '-'})"),
              ("backbone", run.backbone + (f" (paper: {names})" if names else "")), ("family", run.family or "-"),
@@ -118,22 +119,39 @@ def recipe_html(run, cache: dict) -> Markup:
 
 
 class ArtifactFolders:
-    """The store's artifact folders, worked out once: ``run_files`` asks for them per run and kind, and each
-    answer parses the store's URL (seconds over 10,000 runs)."""
+    """The files runs left beside the store (``vbench.artifacts.run_files``), each folder listed once: asking
+    the file system about three files per run costs seconds over 10,000 runs."""
 
     def __init__(self, store):
+        from vbench.artifacts import predictions_path, weights_path
+        from vbench.checkpoint import Checkpoints
+
         self.store_id = store.store_id
         self._folders = {kind: store.artifact_dir(kind) for kind in ("checkpoints", "weights", "predictions")}
+        self._names = {kind: set(os.listdir(folder)) if folder.is_dir() else set()
+                       for kind, folder in self._folders.items()}
+        checkpoints = Checkpoints(self._folders["checkpoints"], self.store_id)
+        self._paths = {"checkpoint": ("checkpoints", checkpoints.path),
+                       "weights": ("weights", lambda run_id: weights_path(self, run_id)),
+                       "predictions": ("predictions", lambda run_id: predictions_path(self, run_id))}
 
     def artifact_dir(self, kind: str) -> Path:
         return self._folders[kind]
 
+    def run_files(self, run_id: int) -> dict[str, Path]:
+        """What ``run_files(store, run_id)`` answers, from the listings."""
+        found = {}
+        for kind, (folder, path_of) in self._paths.items():
+            path = path_of(run_id)
+            listed = path.parent == self._folders[folder]
+            if (path.name in self._names[folder]) if listed else path.exists():
+                found[kind] = path
+        return found
+
 
 def file_pairs(folders: ArtifactFolders, run_id: int) -> list[tuple[str, str | Markup]]:
-    from vbench.artifacts import run_files
-
-    found = run_files(folders, run_id)
-    return [(kind, Markup("<code>{}</code>").format(found[kind]) if kind in found else "none (not kept, or deleted)")
+    found = folders.run_files(run_id)
+    return [(kind, Markup(f"<code>{esc(str(found[kind]))}</code>") if kind in found else "none (not kept, or deleted)")
             for kind in ("checkpoint", "weights", "predictions")]
 
 
@@ -199,7 +217,7 @@ def writing_run_pages(folder: Path, site, nav_site: dict, advance=None) -> Itera
     size = max(100, len(site.runs) // (workers * 8))
     chunks = [(start, min(start + size, len(site.runs))) for start in range(0, len(site.runs), size)]
     _JOB = (folder, site, nav_site)
-    gc.freeze()  # the workers' garbage collector would otherwise touch, and so copy, every inherited object
+    gc.freeze()  # should a worker's garbage collector run, it would touch, and so copy, every inherited object
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             written = pool.imap_unordered(_write_chunk, chunks)

@@ -133,7 +133,7 @@ def classification_suites(site) -> Iterable[Block]:
         dataset = section.records[0]["dataset"] if section.records else None
         paper = paper_points(dataset)
         chart_specs = [
-            (name, charts.metric_chart(f"top-1 against {name}", section.records, axis, "acc_mean", "top-1",
+            (name, charts.metric_chart(f"top-1 against {axis.name}", section.records, axis, "acc_mean", "top-1",
                                        paper=paper, std_key="acc_std"))
             for name, axis in charts.ACCURACY_AXES.items()]
         html = fragment("blocks/board.html.j2", meta=_suite_meta(section.records, dataset),

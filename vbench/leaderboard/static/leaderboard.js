@@ -77,11 +77,18 @@
     });
   }
 
+  // the mode bar keeps what helps with these charts: zoom, pan, reset and saving a picture
+  var PLOT_CONFIG = {
+    displaylogo: false, responsive: true,
+    modeBarButtonsToRemove: ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "toggleSpikelines",
+                             "hoverClosestCartesian", "hoverCompareCartesian"]
+  };
+
   function drawCharts() {
     if (typeof Plotly === "undefined") return;
     document.querySelectorAll("div[data-spec]").forEach(function (element) {
       var spec = JSON.parse(document.getElementById(element.getAttribute("data-spec")).textContent);
-      Plotly.newPlot(element, spec.data, spec.layout, { displaylogo: false, responsive: true });
+      Plotly.newPlot(element, spec.data, spec.layout, PLOT_CONFIG);
     });
   }
 
@@ -147,7 +154,7 @@
       layout.annotations = [{ text: "no " + data.unit + " was evaluated", showarrow: false, xref: "paper",
                               yref: "paper", x: 0.5, y: 0.5, font: { color: "#777" } }];
     }
-    Plotly.newPlot(element, traces, layout, { displaylogo: false, responsive: true });
+    Plotly.newPlot(element, traces, layout, PLOT_CONFIG);
   }
 
   var run = runData();
