@@ -99,6 +99,20 @@ def test_run_page_lists_files_the_run_kept(db, tmp_path):
     assert f"<code>{weights}</code>" in (tmp_path / "site" / "runs" / "2.html").read_text()
 
 
+def test_worker_processes_write_the_same_run_pages(db, tmp_path, monkeypatch):
+    """A large store's run pages are written by forked workers; they write what one process writes."""
+    from vbench.leaderboard import runs
+
+    assert run_cli("leaderboard", "--db", db, "--output", tmp_path / "one").code == 0
+    monkeypatch.setattr(runs, "_workers", lambda count: 2)
+    assert run_cli("leaderboard", "--db", db, "--output", tmp_path / "workers").code == 0
+
+    def pages(site: Path) -> dict[str, str]:
+        return {p.name: p.read_text().split("<footer>")[0] for p in (site / "runs").iterdir()}
+
+    assert pages(tmp_path / "workers") == pages(tmp_path / "one") and len(pages(tmp_path / "one")) == 27
+
+
 # --- in the browser ----------------------------------------------------------------------------------------
 def _wait(condition, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
@@ -310,6 +324,21 @@ def test_rerunning_replaces_the_site_whole_and_a_failure_leaves_it_as_it_was(db,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
 
 
+def test_no_gain_between_two_experiments_says_why(tmp_path):
+    from test_report import add_run
+
+    store = open_store(str(tmp_path / "runs.db"))
+    add_run(store, "cifar10", "vit-0.5m", ["ViT/0.5M"], 0, 80.0, batch_size=32)
+    add_run(store, "cifar10", "vit-0.5m-lkca", ["ViT/0.5M-LKCA"], 0, 81.0, batch_size=64)
+    add_run(store, "cifar10", "vit-lite", ["ViT/1M"], 0, 80.0)
+    add_run(store, "cifar10", "lkca-t", ["ViT/1M-LKCA"], 0, 82.5)
+    store.close()
+    assert run_cli("leaderboard", "--db", tmp_path / "runs.db", "--output", tmp_path / "site").code == 0
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert '<td title="no gain: recipe differs from vit-0.5m&#x27;s" class="muted">recipe differs</td>' in index
+    assert '<td data-value="2.5" class="up">+2.50</td>' in index
+
+
 def test_a_further_task_gets_a_page_of_its_own(tmp_path):
     store = open_store(str(tmp_path / "runs.db"))
     for seed, score in enumerate((0.61, 0.65)):
@@ -321,7 +350,9 @@ def test_a_further_task_gets_a_page_of_its_own(tmp_path):
     assert result.code == 0, result.err
     page = (tmp_path / "site" / "toy-detection.html").read_text()
     assert "toy (toy-detection)" in page and "tiny-det" in page and 'data-value="0.63"' in page
-    assert '<a href="toy-detection.html">Toy-detection</a>' in (tmp_path / "site" / "index.html").read_text()
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert index.count('<a href="toy-detection.html">Toy-detection</a>') == 2  # in the navigation and the text
+    assert "No classification suite here" in index
 
 
 def test_serve_prints_the_url_serves_the_site_and_stops_on_ctrl_c(db, tmp_path):

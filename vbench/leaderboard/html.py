@@ -131,11 +131,35 @@ def _cell_html(cell: Cell) -> str:
     return f"<td{attributes}>{content}</td>"
 
 
+# Run pages repeat most of their texts (statuses, devices, versions, setting names): each is escaped once.
+_escaped = lru_cache(maxsize=1 << 16)(esc)
+
+
 def pairs_html(pairs: list[tuple[str, object]]) -> Markup:
     """``key: value`` rows (a value that is Markup is kept as it is)."""
-    rows = "".join(f'<tr><th scope="row">{esc(key)}</th><td>{value if isinstance(value, Markup) else esc(str(value))}'
-                   "</td></tr>" for key, value in pairs)
+    rows = "".join(f'<tr><th scope="row">{_escaped(key)}</th><td>'
+                   f'{value if isinstance(value, Markup) else _escaped(str(value))}</td></tr>' for key, value in pairs)
     return Markup(f'<table class="pairs"><tbody>{rows}</tbody></table>')
+
+
+def frame(site: dict, root: str, current: str) -> dict:
+    """The navigation and footer every page has, for pages ``root`` deep, ``current`` marked: written once
+    per kind of page (a site of 10,000 run pages has one kind of run page)."""
+    frames = site.setdefault("frames", {})
+    if (root, current) not in frames:
+        links = "".join(_nav_link(root + page.file, page.title, page.name == current) for page in site["nav"])
+        selection = f" Selection: {esc(site['selection'])}." if site["selection"] else ""
+        frames[root, current] = {
+            "nav": Markup(f'<a class="brand" href="{esc(root)}index.html">vbench leaderboard</a>{links}'),
+            "footer": Markup(f"Written {esc(site['generated_at'])} from {esc(site['label'])} by vbench "
+                             f"{esc(site['version'])}.{selection}"),
+            "root": root, "current": current, "version": site["version"]}
+    return frames[root, current]
+
+
+def _nav_link(href: str, title: str, current: bool) -> str:
+    marker = ' aria-current="page"' if current else ""
+    return f'<a href="{esc(href)}"{marker}>{esc(title)}</a>'
 
 
 # --- charts --------------------------------------------------------------------------------------------

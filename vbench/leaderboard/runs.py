@@ -10,6 +10,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 from html import escape as esc
 from pathlib import Path
 from typing import Iterator
@@ -167,17 +168,18 @@ def run_page_context(run, steps_json: list, group_href: str | None, folders: Art
 
 
 def _write_runs(folder: Path, site, nav_site: dict, runs: list, advance=None) -> None:
-    from vbench.leaderboard.html import environment
+    from vbench.leaderboard.html import environment, frame
     from vbench.leaderboard.sections import task_page
 
     template = environment().get_template("run.html.j2")
+    page_frame = frame(nav_site, "../", "runs")
     group_of = site.group_of_run()
     folders = ArtifactFolders(site.store)
     cache: dict = {}
     for run in runs:
         group_href = f"../{task_page(run.task).file}#suite-{slug(run.suite)}" if run.id in group_of else None
         context = run_page_context(run, site.steps_json.get(run.id, []), group_href, folders, cache)
-        text = template.render(site=nav_site, root="../", current="runs", charts=True, **context)
+        text = template.render(frame=page_frame, charts=True, **context)
         with open(folder / "runs" / f"{run.id}.html", "w", encoding="utf-8") as handle:
             handle.write(text)
         if advance:
@@ -193,6 +195,11 @@ def _workers(count: int) -> int:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(4, cpus))
+
+
+def _ignore_ctrl_c() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them and removes the half-written folder."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _write_chunk(bounds: tuple[int, int]) -> int:
@@ -219,7 +226,7 @@ def writing_run_pages(folder: Path, site, nav_site: dict, advance=None) -> Itera
     _JOB = (folder, site, nav_site)
     gc.freeze()  # should a worker's garbage collector run, it would touch, and so copy, every inherited object
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_ctrl_c) as pool:
             written = pool.imap_unordered(_write_chunk, chunks)
             yield
             for count in written:

@@ -102,7 +102,7 @@ def classification_table(key: str, records: list[dict]) -> Table:
     rows = []
     for r in records:
         model = Markup('{}<span class="backbone">{}</span>').format(r["model"], r["backbone"])
-        gain = number_cell(r["gain"], signed=True) if r["gain"] is not None else Cell("-", tip=r.get("gain_note"))
+        gain = number_cell(r["gain"], signed=True) if r["gain"] is not None else _no_gain_cell(r.get("gain_note"))
         rows.append(Row([
             Cell(r["model"], value=r["model"], html=model), Cell(r.get("family") or "-"),
             _mean_std_cell(r["acc_mean"], r["acc_std"]), Cell(str(r["n"]), value=r["n"]), gain,
@@ -113,6 +113,13 @@ def classification_table(key: str, records: list[dict]) -> Table:
             Cell("yes" if r.get("paper_recipe") else "no"), run_links(r["run_ids"], r["seeds"]),
         ], facet=r.get("family") or "other"))
     return Table(key, columns, rows, facet="Family", placeholder="model, backbone, recipe")
+
+
+def _no_gain_cell(note: str | None) -> Cell:
+    """"-" without a partner; the reason ("recipe differs") where the partner's runs are another experiment."""
+    if not note:
+        return Cell("-")
+    return Cell(note.removeprefix("no gain: ").split(" from ")[0], tip=note, css="muted")
 
 
 def _mean_std_cell(mean: float | None, std: float | None) -> Cell:

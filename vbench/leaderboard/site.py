@@ -38,8 +38,10 @@ class SiteSummary:
 def check_output(output: str | Path) -> Path:
     """The site's folder, after checking that it can be written and replaced (nothing is written here)."""
     target = Path(output).expanduser().absolute()
-    if target.exists() or target.is_symlink():
-        if not target.is_dir() or target.is_symlink():
+    if target.is_symlink():  # the swap would replace the link, not the folder it points at
+        raise VbenchError(f"--output {str(output)!r} is a symbolic link; give the folder it points at")
+    if target.exists():
+        if not target.is_dir():
             raise VbenchError(f"--output {str(output)!r} is not a folder; give a folder for the site")
         if any(target.iterdir()) and not (target / MARKER).is_file():
             raise VbenchError(f"--output {str(output)!r} holds files that are not a vbench leaderboard (no {MARKER}); "
@@ -91,9 +93,15 @@ def staged(target: Path) -> Iterator[Path]:
     try:
         yield folder
         old = target.parent / f".{target.name}.old-{token}"
-        if target.exists():
+        replacing = target.exists()
+        if replacing:
             os.rename(target, old)  # two renames: the old site is whole until the new one takes its name
-        os.rename(folder, target)
+        try:
+            os.rename(folder, target)
+        except OSError:
+            if replacing:
+                os.rename(old, target)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
@@ -150,6 +158,8 @@ def collect_pages(site) -> dict[str, tuple]:
 
 def plan_pages(site, output: Path) -> tuple[dict, dict]:
     """The pages to write with their blocks, and what every page's frame shows (navigation, footer)."""
+    from markupsafe import Markup
+
     from vbench import __version__
     from vbench.leaderboard.html import fragment
     from vbench.leaderboard.sections import Block, Page
@@ -160,6 +170,11 @@ def plan_pages(site, output: Path) -> tuple[dict, dict]:
         pages["index"][1].insert(0, Block("no-runs", "No finished runs yet", fragment(
             "blocks/empty.html.j2", label=site.label, selection=_selection(site), unfinished=unfinished,
             db=shlex.quote(site.label), output=shlex.quote(str(output)))))
+    elif not pages["index"][1]:  # no classification suite: the index points at the pages that have results
+        links = Markup(", ").join(Markup('<a href="{}">{}</a>').format(page.file, page.title)
+                                  for name, (page, _) in pages.items() if name != "index")
+        pages["index"][1].append(Block("elsewhere", "Results", Markup("<p>No classification suite here; see ")
+                                       + links + Markup(".</p>")))
     nav = [page for page, _ in pages.values()] + [Page("runs", "All runs")]
     nav_site = {"nav": nav, "version": __version__, "generated_at": site.generated_at, "label": site.label,
                 "selection": _selection(site)}
@@ -168,7 +183,7 @@ def plan_pages(site, output: Path) -> tuple[dict, dict]:
 
 def write_pages(folder: Path, site, pages: dict, nav_site: dict) -> int:
     """The index, a page per further task and the page of all runs."""
-    from vbench.leaderboard.html import render, table_html
+    from vbench.leaderboard.html import frame, render, table_html
     from vbench.leaderboard.runs import runs_table
     from vbench.leaderboard.sections import Block
 
@@ -177,11 +192,11 @@ def write_pages(folder: Path, site, pages: dict, nav_site: dict) -> int:
         intro = ("Measured results in the layout of the LKCA paper's tables: mean ± std over seeds, the gain of "
                  "each LKCA model over its ViT partner, the paper's numbers beside ours. Click a column to sort; "
                  "a seed opens its run.") if name == "index" and site.results.groups else None
-        text = render("page.html.j2", site=nav_site, root="", current=name, title=page.title, heading=heading,
+        text = render("page.html.j2", frame=frame(nav_site, "", name), title=page.title, heading=heading,
                       intro=intro, blocks=blocks, charts=True)
         (folder / page.file).write_text(text, encoding="utf-8")
     count = len(site.runs)
-    text = render("page.html.j2", site=nav_site, root="", current="runs", title="All runs", heading="All runs",
+    text = render("page.html.j2", frame=frame(nav_site, "", "runs"), title="All runs", heading="All runs",
                   intro=f"{count} run{'s' if count != 1 else ''} of any status; each opens its page.",
                   blocks=[Block("runs", "Runs", table_html(runs_table(site)))], charts=False)
     (folder / "runs.html").write_text(text, encoding="utf-8")
