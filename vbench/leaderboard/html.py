@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-from html import escape as esc
 from dataclasses import dataclass, field
 from functools import lru_cache
+from html import escape as esc
 
 from markupsafe import Markup
 
@@ -61,6 +61,7 @@ class Table:
     rows: list[Row] = field(default_factory=list)
     facet: str | None = None  # the select's label ("Family"), None for no select
     placeholder: str = "Search"
+    shown: int | None = None  # rows shown at first (the rest behind "show all"); None: every row
 
     @property
     def facet_values(self) -> list[str]:
@@ -98,15 +99,23 @@ def table_html(table: Table) -> Markup:
         options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in table.facet_values)
         tools.append(f'<label>{esc(table.facet)} <select data-facet-for="{key}"><option value="">all</option>'
                      f'{options}</select></label>')
+    total = len(table.rows)
+    limited = table.shown is not None and total > table.shown
+    count = f"the first {table.shown} of {total} rows" if limited else f"{total} rows"
     tools.append(f'<label>Search <input type="search" data-search-for="{key}" placeholder="{esc(table.placeholder)}">'
-                 f'</label><span class="count" data-count-for="{key}">{len(table.rows)} rows</span></div>')
+                 f'</label><span class="count" data-count-for="{key}">{count}</span>')
+    if limited:  # a browser lays out a table of 10,000 rows for seconds, at every sort
+        tools.append(f'<button type="button" data-show-all-for="{key}">show all</button>')
+    tools.append("</div>")
     head = "".join(map(_header_html, table.columns))
     body = []
-    for row in table.rows:
+    for index, row in enumerate(table.rows):
         facet = f' data-facet="{esc(row.facet)}"' if row.facet is not None else ""
-        body.append(f"<tr{facet}>{''.join(map(_cell_html, row.cells))}</tr>")
-    return Markup("".join(tools) + f'<div class="table-wrap"><table class="board" id="{key}"><thead><tr>{head}</tr>'
-                  f"</thead><tbody>\n" + "\n".join(body) + "\n</tbody></table></div>")
+        hidden = " hidden" if limited and index >= table.shown else ""
+        body.append(f"<tr{facet}{hidden}>{''.join(map(_cell_html, row.cells))}</tr>")
+    shown = f' data-shown="{table.shown}"' if limited else ""
+    return Markup("".join(tools) + f'<div class="table-wrap"><table class="board" id="{key}"{shown}><thead><tr>{head}'
+                  f"</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table></div>")
 
 
 def _header_html(column: Column) -> str:

@@ -237,6 +237,9 @@ def writing_run_pages(folder: Path, site, nav_site: dict, advance=None) -> Itera
         _JOB = None
 
 
+RUNS_SHOWN = 500  # rows of the all-runs page shown at first; sorting and filtering see every row
+
+
 def runs_table(site) -> Table:
     columns = [Column("Run"), Column("Task", numeric=False), Column("Suite", numeric=False),
                Column("Backbone", numeric=False), Column("Family", numeric=False), Column("Seed"),
@@ -259,4 +262,4 @@ def runs_table(site) -> Table:
             number_cell(run.train_images_per_s, 0), Cell((run.settings or {}).get("device") or "-"),
             Cell((run.recipe_hash or "")[:8], tip=run.recipe_hash), Cell(str(run.started_at or "-")[:16]),
         ], facet=run.status))
-    return Table("runs-table", columns, rows, facet="Status", placeholder="suite, backbone, recipe")
+    return Table("runs-table", columns, rows, facet="Status", placeholder="suite, backbone, recipe", shown=RUNS_SHOWN)

@@ -8,8 +8,11 @@ task get a page of their own. A later analysis (robustness, significance) plugs 
     def robustness(site):
         yield Block("cifar10-mce", "CIFAR-10-C", html)   # html: markupsafe.Markup (escaped already)
 
-A page is written when one of its sections returns a block; the navigation lists pages by their sections'
-order. ``vbench.leaderboard.html`` has the helpers the built-in sections use (sortable tables, charts).
+``site`` is a ``vbench.leaderboard.data.SiteData``: the open store (``site.store``, e.g. for its
+evaluations), the finished result groups shown (``site.results``), the paper-layout report
+(``site.report``), every run of the selection (``site.runs``) and their step rows. A page is written when one
+of its sections returns a block; the navigation lists pages by their sections' order.
+``vbench.leaderboard.html`` has the helpers the built-in sections use (sortable tables, charts).
 """
 
 from __future__ import annotations

@@ -16,6 +16,24 @@
     return raw === "" || raw === "-" ? null : raw.toLowerCase();
   }
 
+  /* Per table: its rows in the order shown (with what the filter reads, cached) and how many to show. A big
+   * table (the page of all runs) shows its first rows only until "show all": a browser takes seconds to lay
+   * out 10,000 rows, at every sort. */
+  var tables = new WeakMap();
+
+  function stateOf(table) {
+    if (!tables.has(table)) {
+      var shown = parseInt(table.getAttribute("data-shown"), 10);
+      tables.set(table, {
+        limit: isNaN(shown) ? Infinity : shown,
+        rows: Array.prototype.map.call(table.tBodies[0].rows, function (row, position) {
+          return { row: row, position: position, facet: row.getAttribute("data-facet"), text: null };
+        })
+      });
+    }
+    return tables.get(table);
+  }
+
   /* Sort the rows by the clicked column: ascending first, then descending; cells without a value last. */
   function sortBy(table, header) {
     var headers = Array.prototype.slice.call(header.parentNode.children);
@@ -24,40 +42,50 @@
     var ascending = header.getAttribute("aria-sort") !== "ascending";
     headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
     header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-    var body = table.tBodies[0];
-    var rows = Array.prototype.map.call(body.rows, function (row, position) {
-      return { row: row, position: position, key: sortKey(row.cells[index], numeric) };
-    });
-    rows.sort(function (a, b) {
+    var state = stateOf(table);
+    var keyed = state.rows.map(function (item) { return { item: item, key: sortKey(item.row.cells[index], numeric) }; });
+    keyed.sort(function (a, b) {
       if (a.key === null || b.key === null) {
-        return (a.key === null) - (b.key === null) || a.position - b.position;
+        return (a.key === null) - (b.key === null) || a.item.position - b.item.position;
       }
       var order = numeric ? a.key - b.key : a.key.localeCompare(b.key);
-      return (ascending ? order : -order) || a.position - b.position;
+      return (ascending ? order : -order) || a.item.position - b.item.position;
     });
-    var fragment = document.createDocumentFragment();
-    rows.forEach(function (item) { fragment.appendChild(item.row); });
-    body.appendChild(fragment);
+    state.rows = keyed.map(function (entry) { return entry.item; });
+    var body = table.tBodies[0];
+    table.removeChild(body);  // rows move fast in a detached body, and the table is laid out once
+    state.rows.forEach(function (item) { body.appendChild(item.row); });
+    table.appendChild(body);
+    applyFilter(table);
   }
 
-  /* Show the rows whose facet (family, status) is the selected one and whose text holds every search word. */
+  /* Show the rows whose facet (family, status) is the selected one and whose text holds every search word
+   * (the first ones of them, in a big table, until "show all"). */
   function applyFilter(table) {
+    var state = stateOf(table);
     var facet = document.querySelector('[data-facet-for="' + table.id + '"]');
     var search = document.querySelector('[data-search-for="' + table.id + '"]');
     var count = document.querySelector('[data-count-for="' + table.id + '"]');
+    var showAll = document.querySelector('[data-show-all-for="' + table.id + '"]');
     var wanted = facet ? facet.value : "";
     var words = search ? search.value.toLowerCase().split(/\s+/).filter(Boolean) : [];
-    var rows = table.tBodies[0].rows;
-    var shown = 0;
-    for (var i = 0; i < rows.length; i++) {
-      var row = rows[i];
-      var text = row.textContent.toLowerCase();
-      var visible = (!wanted || row.getAttribute("data-facet") === wanted) &&
-        words.every(function (word) { return text.indexOf(word) !== -1; });
-      row.hidden = !visible;
-      if (visible) shown++;
+    var matching = 0;
+    state.rows.forEach(function (item) {
+      if (words.length && item.text === null) item.text = item.row.textContent.toLowerCase();
+      var match = (!wanted || item.facet === wanted) &&
+        words.every(function (word) { return item.text.indexOf(word) !== -1; });
+      if (match) matching++;
+      var visible = match && matching <= state.limit;
+      if (item.row.hidden === visible) item.row.hidden = !visible;
+    });
+    var total = state.rows.length;
+    var text = matching === total ? total + " rows" : matching + " of " + total + " rows";
+    if (matching > state.limit) {
+      var of = matching === total ? text : matching + " matching rows (" + total + " in all)";
+      text = "the first " + state.limit + " of " + of;
     }
-    if (count) count.textContent = shown === rows.length ? rows.length + " rows" : shown + " of " + rows.length + " rows";
+    if (count) count.textContent = text;
+    if (showAll) showAll.hidden = matching <= state.limit;
   }
 
   function setUpTables() {
@@ -69,11 +97,23 @@
           if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(table, header); }
         });
       });
-      var controls = document.querySelectorAll('[data-facet-for="' + table.id + '"], [data-search-for="' + table.id + '"]');
-      controls.forEach(function (control) {
-        control.addEventListener("input", function () { applyFilter(table); });
-        control.addEventListener("change", function () { applyFilter(table); });
-      });
+      var facet = document.querySelector('[data-facet-for="' + table.id + '"]');
+      if (facet) facet.addEventListener("change", function () { applyFilter(table); });
+      var search = document.querySelector('[data-search-for="' + table.id + '"]');
+      var pending = null;
+      if (search) {
+        search.addEventListener("input", function () {  // once typing pauses, not at every key
+          clearTimeout(pending);
+          pending = setTimeout(function () { applyFilter(table); }, 120);
+        });
+      }
+      var showAll = document.querySelector('[data-show-all-for="' + table.id + '"]');
+      if (showAll) {
+        showAll.addEventListener("click", function () {
+          stateOf(table).limit = Infinity;
+          applyFilter(table);
+        });
+      }
     });
   }
 
