@@ -170,6 +170,15 @@ def test_the_index_in_a_browser(chrome, site):
         assert size["width"] >= 300 and size["height"] >= 300, size
         assert chart.find_elements(By.CSS_SELECTOR, ".scatterlayer .point")  # points were drawn
 
+    # hovering a point names the backbone, its seeds and its recipe hash (the throughput chart: no paper points
+    # lie under ours there)
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    point = charts[2].find_elements(By.CSS_SELECTOR, ".scatterlayer .trace:first-child .point")[0]
+    ActionChains(chrome).move_to_element(point).perform()
+    hover = _wait(lambda: charts[2].find_element(By.CSS_SELECTOR, ".hoverlayer").text)
+    assert "seeds 0, 1, 2 (n=3)" in hover and "recipe " in hover and "(lkca-" in hover, hover
+
     # clicking the accuracy header orders the rows, a second click reverses them
     table = chrome.find_element(By.ID, "suite-cifar10-table")
     headers = table.find_elements(By.CSS_SELECTOR, "thead th")

@@ -43,7 +43,9 @@
     headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
     header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
     var state = stateOf(table);
-    var keyed = state.rows.map(function (item) { return { item: item, key: sortKey(item.row.cells[index], numeric) }; });
+    var keyed = state.rows.map(function (item) {
+      return { item: item, key: sortKey(item.row.cells[index], numeric) };
+    });
     keyed.sort(function (a, b) {
       if (a.key === null || b.key === null) {
         return (a.key === null) - (b.key === null) || a.item.position - b.item.position;
