@@ -98,6 +98,7 @@ def write_fixture_store(path: Path) -> Path:
                              recipe_hash=load_suite("cifar10").recipe.key_hash(), data_id="data-cifar10",
                              step_unit="epoch", steps=EPOCHS, steps_done=20, metrics={},
                              error="the training loss is NaN at epoch 21", **_environment(3))
-    store.replace_steps(failed, [(epoch, {"train_loss": 2.0, "top1": 60.0 + epoch}) for epoch in (10, 20)])
+    store.replace_steps(failed, [(10, {"train_loss": 2.0, "top1": 70.0}),
+                                 (20, {"train_loss": float("nan"), "top1": 80.0})])  # stored as NaN, not JSON
     store.close()
     return path

@@ -90,6 +90,13 @@ def test_run_page_shows_recipe_environment_files_and_steps(db, site):
     assert data["rows"][-1][1]["top1"] == pytest.approx(92.70)
 
 
+def test_a_nan_in_the_step_rows_reaches_the_page_as_null(site):
+    page = (site / "runs" / "27.html").read_text()  # the failed run: its last loss was NaN
+    payload = page.split('<script type="application/json" id="curve-data">')[1].split("</script>")[0]
+    data = json.loads(payload, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert data["rows"] == [[10, {"train_loss": 2.0, "top1": 70.0}], [20, {"train_loss": None, "top1": 80.0}]]
+
+
 def test_run_page_lists_files_the_run_kept(db, tmp_path):
     from vbench.artifacts import weights_path
 
@@ -359,6 +366,20 @@ def test_no_gain_between_two_experiments_says_why(tmp_path):
     index = (tmp_path / "site" / "index.html").read_text()
     assert '<td title="no gain: recipe differs from vit-0.5m&#x27;s" class="muted">recipe differs</td>' in index
     assert '<td data-value="2.5" class="up">+2.50</td>' in index
+
+
+def test_a_postgresql_store(fresh_database, tmp_path):
+    """Step rows are read as JSON text (a CAST in SQL); the server hands them over as text too."""
+    from leaderboard_fixture import add_classification
+
+    store = open_store(fresh_database)
+    run_id = add_classification(store, "cifar10", CIFAR10[3], 0, 92.31)
+    store.close()
+    result = run_cli("leaderboard", "--db", fresh_database, "--output", tmp_path / "site")
+    assert result.code == 0, result.err
+    page = (tmp_path / "site" / "runs" / f"{run_id}.html").read_text()
+    data = json.loads(page.split('<script type="application/json" id="curve-data">')[1].split("</script>")[0])
+    assert len(data["rows"]) == 10 and data["rows"][-1][1]["top1"] == pytest.approx(92.31)
 
 
 def test_a_further_task_gets_a_page_of_its_own(tmp_path):
