@@ -11,6 +11,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 from html import escape as esc
 from pathlib import Path
 from typing import Iterator
@@ -191,7 +192,7 @@ _JOB: tuple | None = None  # (folder, site, nav_site) for the forked workers, wh
 
 
 def _workers(count: int) -> int:
-    if count < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+    if count < PARALLEL_FROM or not sys.platform.startswith("linux"):  # fork is safe on Linux, not on macOS
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(4, cpus))
