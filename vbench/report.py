@@ -13,6 +13,7 @@ report into one document of any format.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable
 
 import pandas as pd
@@ -81,8 +82,10 @@ def build_report(store, suite: str | None = None, backbones: Iterable[str] | Non
 
 
 # --- the paper's numbers ---------------------------------------------------------------------------
+@lru_cache(maxsize=None)  # read per row: a report of many backbones otherwise spends seconds here
 def paper_accuracy_rows() -> pd.DataFrame:
-    """Top-1 rows of the classification tables (1-5), in file order, with numeric params/FLOPs."""
+    """Top-1 rows of the classification tables (1-5), in file order, with numeric params/FLOPs (shared: do
+    not modify it)."""
     table = paper_tables()
     rows = table[(table["metric"] == "top1") & (table["table"].astype(int) <= 5)].copy()
     rows["order"] = range(len(rows))
@@ -91,6 +94,7 @@ def paper_accuracy_rows() -> pd.DataFrame:
     return rows
 
 
+@lru_cache(maxsize=None)
 def paper_lookup(dataset: str | None, model: str) -> dict | None:
     rows = paper_accuracy_rows()
     match = rows[(rows["dataset"] == dataset) & (rows["model"] == model)]
@@ -101,6 +105,7 @@ def paper_lookup(dataset: str | None, model: str) -> dict | None:
             "table": int(row["table"])}
 
 
+@lru_cache(maxsize=None)
 def _order_key(dataset: str | None, model: str, backbone: str) -> tuple:
     """Paper order of the dataset's tables, other paper models, then the rest."""
     rows = paper_accuracy_rows()
@@ -116,7 +121,11 @@ def _order_key(dataset: str | None, model: str, backbone: str) -> tuple:
 def display_name(paper_names: Iterable[str] | None, dataset: str | None, backbone: str,
                  tables: Iterable[int] | None = None) -> str:
     """The paper name a backbone goes by in ``dataset``'s table (earliest table first), else its first one."""
-    names = list(paper_names or ())
+    return _display_name(tuple(paper_names or ()), dataset, backbone, None if tables is None else tuple(tables))
+
+
+@lru_cache(maxsize=None)
+def _display_name(names: tuple, dataset: str | None, backbone: str, tables: tuple | None) -> str:
     if not names:
         return backbone
     rows = paper_accuracy_rows()
@@ -217,7 +226,7 @@ def classification_records(groups: list[ResultGroup], compare_paper: bool) -> li
         gain_test = seed_difference(group.values("top1"), partner.values("top1")) if partner_mean is not None else None
         record = {
             "task": group.task, "suite": group.suite, "dataset": group.dataset, "model": name, "backbone": group.backbone,
-            "n": group.n, "seeds": group.seeds, "acc_mean": acc_mean, "acc_std": acc_std,
+            "family": group.family, "n": group.n, "seeds": group.seeds, "acc_mean": acc_mean, "acc_std": acc_std,
             "gain": acc_mean - partner_mean if partner_mean is not None else None,
             "gain_note": f"no gain: {why_not} from {partner.backbone}'s" if why_not else None,
             "partner": partner.backbone if partner else None,
@@ -431,7 +440,7 @@ def segmentation_records(store, groups: list[ResultGroup], compare_paper: bool) 
                       "backbone": group.backbone, "head": head, "iteration": iteration, "n": len(rows),
                       "seeds": group.seeds, "params_m": millions(group.params), "flops_g": (group.flops or 0) / 1e9 or None,
                       "iterations": group.steps, "recipe_hash": group.recipe_hash, "data_id": group.data_id,
-                      "precision": group.precision}
+                      "precision": group.precision, "family": group.family, "run_ids": [run.id for run in group.runs]}
             for metric in ("aAcc", "mIoU", "mAcc", "top10_mIoU"):
                 values = [r[metric] for r in rows if r.get(metric) is not None]
                 record[metric] = sum(values) / len(values) if values else None

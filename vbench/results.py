@@ -9,6 +9,7 @@ mixes them silently. Reports, plots, the leaderboard and comparisons all read gr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable
 
 from vbench.errors import VbenchError
@@ -156,6 +157,7 @@ def no_runs_error(store, suite: str | None, backbones: Iterable[str] | None) -> 
     return VbenchError(f"no finished runs{where}{picked} in {store.label}; run `vbench run --suite ... --backbones ...` first")
 
 
+@lru_cache(maxsize=None)  # loads a suite file: once per (task, kind), not once per row
 def paper_recipe(task: str, kind: str | None) -> dict | None:
     """The recipe the paper trained ``kind`` with: its built-in suite's, else the paper's CIFAR recipe."""
     from vbench.suites import builtin_suites, load_suite
