@@ -33,7 +33,7 @@ from vbench.errors import VbenchError
 
 DEFAULT_TIME = "4:00:00"
 MAX_REQUEUES = 10  # submitit's requeues of a task that timed out (preemptions do not count)
-POLL_FIRST_S, POLL_MAX_S = 1.0, 10.0
+POLL_FIRST_S, POLL_MAX_S = 1.0, 5.0
 SLURM_COMMANDS = ("sbatch", "srun", "squeue", "scancel")
 # sbatch options that vbench sets itself: --slurm-option may not set them (their own flag does)
 RESERVED_OPTIONS = {
@@ -181,7 +181,7 @@ def check_sweep_store(url: str, allow_sqlite: bool) -> None:
     open_store(url, write=True).close()
 
 
-def test_submission(settings: SlurmSettings, tasks: int, workdir: Path) -> None:
+def check_with_sbatch(settings: SlurmSettings, tasks: int, workdir: Path) -> None:
     """SLURM's own judgement of the request (partition, time, resources, every --slurm-option), through
     ``sbatch --test-only``, which submits nothing."""
     command = ["sbatch", "--test-only", *settings.sbatch_flags(tasks), f"--output={os.devnull}", "--wrap", "true"]
@@ -283,6 +283,7 @@ class Sweep:
     planned: object  # api.PlannedRun
     settings: SlurmSettings
     url: str
+    request_of: Callable  # Job -> vbench.slurm_job.RunRequest
     store_label: str = ""
     folder: Path | None = None
     array_id: str | None = None
@@ -291,6 +292,63 @@ class Sweep:
     @property
     def submitted(self) -> list[Task]:
         return [task for task in self.tasks if task.decision == "submit"]
+
+
+def plan_sweep(suite: str, backbones: str, seeds: str | None = None, *, db: str | None = None,
+               overrides: dict | None = None, sets: Iterable[str] = (), options=None, plugins: Iterable[str] = (),
+               settings: SlurmSettings = SlurmSettings(), console=None) -> Sweep:
+    """Check everything a sweep needs; nothing is submitted, and the store only gets its schema (the check
+    that it can). Raises VbenchError, one line, on bad input."""
+    from dataclasses import replace
+
+    from vbench import api, distributed
+    from vbench.runner import RunOptions
+    from vbench.store import check_url
+
+    options = options or RunOptions()
+    if distributed.requested().active:
+        raise VbenchError("--launcher slurm submits jobs: run it as one process, not under torchrun")
+    if options.force:
+        raise VbenchError("--force cannot be combined with --launcher slurm; delete the runs to redo "
+                          "(`vbench runs rm ID`) and submit again")
+    require_slurm()
+    settings.check()
+    url = check_url(db)
+    if url.startswith("sqlite") and not settings.allow_sqlite:
+        check_sweep_store(url, allow_sqlite=False)  # the one-line refusal, before the slow checks
+    if options.data_root:
+        options = replace(options, data_root=str(Path(options.data_root).expanduser().resolve()))
+    planned = api.plan_run(suite, backbones, seeds, db=db, overrides=overrides, sets=sets, options=options,
+                           console=console)
+    distributed.Distributed(world_size=settings.tasks_per_job).check_batch_size(planned.suite.recipe.batch_size)
+    check_with_sbatch(settings, len(planned.jobs), Path.cwd())
+    check_sweep_store(url, settings.allow_sqlite)
+    return Sweep(planned, settings, url, _requests(suite, planned, overrides or {}, sets, options, plugins))
+
+
+def _requests(suite: str, planned, overrides: dict, sets: Iterable[str], options, plugins: Iterable[str]) -> Callable:
+    """What each job runs: this command for one (backbone, seed), every path made absolute."""
+    from vbench.slurm_job import RunRequest
+
+    suite_arg = str(Path(suite).resolve()) if Path(suite).is_file() else suite
+    plugin_args = tuple(str(Path(p).resolve()) if Path(p).exists() else p for p in plugins)
+    sets = tuple(sets)
+
+    def request_of(job) -> RunRequest:
+        return RunRequest(suite_arg, job.spec.name, job.seed, planned.url, dict(overrides), sets, options, plugin_args)
+
+    return request_of
+
+
+def submit_sweep(sweep: Sweep) -> Sweep:
+    """Decide what each (backbone, seed) needs, submit the job array and record each submitted run as queued."""
+    from vbench.store import opened
+
+    with opened(sweep.url, write=True) as store:
+        sweep.store_label = store.label
+        sweep.tasks = decide(sweep.planned, store)
+        submit(sweep, store)
+    return sweep
 
 
 def decide(planned, store) -> list[Task]:
@@ -318,7 +376,7 @@ def package_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
-def submit(sweep: Sweep, store, request_of: Callable) -> None:
+def submit(sweep: Sweep, store) -> None:
     """Submit every task marked ``submit`` as one job array and record each as a queued run."""
     import submitit
 
@@ -337,7 +395,7 @@ def submit(sweep: Sweep, store, request_of: Callable) -> None:
     try:
         with executor.batch():  # one job array: the jobs get their ids when the block ends
             for task in todo:
-                jobs.append(executor.submit(SweepTask(request_of(task.job))))
+                jobs.append(executor.submit(SweepTask(sweep.request_of(task.job))))
     except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in one line
         detail = [line for line in str(exc).strip().splitlines() if line.strip()]
         raise VbenchError(f"sbatch refused the sweep: {detail[-1] if detail else type(exc).__name__}") from None
@@ -376,18 +434,43 @@ def refresh(sweep: Sweep, store) -> dict[str, int]:
     return {name: sum(task.status == name for task in sweep.submitted) for name in COUNTED}
 
 
-def wait(sweep: Sweep, store, report: Callable[[dict[str, int]], None]) -> None:
-    """Poll until no submitted task is pending or running (every 1 s, slowing to 10 s while nothing changes)."""
-    interval, last = POLL_FIRST_S, None
-    while True:
-        counts = refresh(sweep, store)
-        if counts != last:
-            report(counts)
-            interval, last = POLL_FIRST_S, counts
-        if counts["pending"] == 0 and counts["running"] == 0:
-            return
-        time.sleep(interval)
-        interval = min(interval * 1.5, POLL_MAX_S)
+def wait(sweep: Sweep, report: Callable[[dict[str, int]], None] = lambda counts: None):
+    """Poll until no submitted task is pending or running (every 1 s, slowing to 5 s while nothing changes),
+    calling ``report(counts)`` whenever the counts change; then return the sweep's ``api.RunResult``. Ctrl-C
+    (KeyboardInterrupt) stops the waiting, not the jobs."""
+    from vbench.store import opened
+
+    with opened(sweep.url, write=True) as store:
+        interval, last = POLL_FIRST_S, None
+        while True:
+            counts = refresh(sweep, store)
+            if counts != last:
+                report(counts)
+                interval, last = POLL_FIRST_S, counts
+            if counts["pending"] == 0 and counts["running"] == 0:
+                break
+            time.sleep(interval)
+            interval = min(interval * 1.5, POLL_MAX_S)
+        record_lost_jobs(sweep, store)
+        return sweep_result(sweep, store)
+
+
+def sweep_result(sweep: Sweep, store):
+    """Every (backbone, seed) as a ``RunOutcome`` from its row: done or failed; skipped (done before); busy."""
+    from vbench.api import RunResult
+    from vbench.runner import RunOutcome
+
+    rows = {run.id: run for run in store.list_runs(suite=sweep.planned.suite.name)}
+    outcomes = []
+    for task in sweep.tasks:
+        row = rows.get(task.run_id)
+        if row is None:
+            outcomes.append(RunOutcome(task.job.spec.name, task.job.seed, "failed", error=task.job.error))
+            continue
+        status = {"done": "skipped", "busy": "busy"}.get(task.decision) or ("done" if row.status == "done" else "failed")
+        outcomes.append(RunOutcome(row.backbone, row.seed, status, row.id, dict(row.metrics or {}), row.params,
+                                   row.flops, row.train_images_per_s, row.peak_memory_bytes, row.wall_time_s, row.error))
+    return RunResult(sweep.planned.suite, outcomes, store.label, store.artifact_root)
 
 
 def record_lost_jobs(sweep: Sweep, store) -> None:

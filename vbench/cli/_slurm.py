@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -59,50 +57,25 @@ def check_launcher(launcher: str, settings) -> None:
 def run_slurm(suite: str, backbones: str, seeds: Optional[str], *, db: Optional[str], overrides: dict, sets: list,
               options, plugins: list, settings) -> None:
     """Check everything, submit the sweep, then wait for it with live progress (or return at once)."""
-    from vbench import api, distributed, slurm
-    from vbench.errors import VbenchError
-    from vbench.store import check_url, open_store
+    from vbench import slurm
 
-    if distributed.requested().active:
-        raise VbenchError("--launcher slurm submits jobs: run it as one process, not under torchrun")
-    if options.force:
-        raise VbenchError("--force cannot be combined with --launcher slurm; delete the runs to redo "
-                          "(`vbench runs rm ID`) and submit again")
-    slurm.require_slurm()
-    settings.check()
-    url = check_url(db)
-    if url.startswith("sqlite") and not settings.allow_sqlite:
-        slurm.check_sweep_store(url, allow_sqlite=False)  # the one-line refusal
-    options = replace(options, data_root=str(Path(options.data_root).expanduser().resolve()) if options.data_root else None)
     with err_console.status("loading the data, building and measuring the backbones..."):
-        planned = api.plan_run(suite, backbones, seeds, db=db, overrides=overrides, sets=sets, options=options,
-                               console=console)
-    distributed.Distributed(world_size=settings.tasks_per_job).check_batch_size(planned.suite.recipe.batch_size)
-    slurm.test_submission(settings, len(planned.jobs), Path.cwd())
-    slurm.check_sweep_store(url, settings.allow_sqlite)
-    request_of = _requests(suite, planned, overrides, sets, options, plugins)
-    store = open_store(url, write=True)
+        sweep = slurm.plan_sweep(suite, backbones, seeds, db=db, overrides=overrides, sets=sets, options=options,
+                                 plugins=plugins, settings=settings, console=console)
+    slurm.submit_sweep(sweep)
+    wide_for_files()
+    db_flag = f" --db {db}" if db else ""
+    console.print(_submitted_line(sweep), highlight=False)
+    if not sweep.submitted or not settings.wait:
+        console.print(submitted_table(sweep))
+        if sweep.submitted:
+            console.print(slurm.how_to_follow(sweep, db_flag), highlight=False)
+        sys.exit(1 if any(task.decision == "failed" for task in sweep.tasks) else 0)
     try:
-        sweep = slurm.Sweep(planned, settings, url, store.label)
-        sweep.tasks = slurm.decide(planned, store)
-        slurm.submit(sweep, store, request_of)
-        wide_for_files()
-        db_flag = f" --db {db}" if db else ""
-        console.print(_submitted_line(sweep), highlight=False)
-        if not sweep.submitted or not settings.wait:
-            console.print(submitted_table(sweep))
-            if sweep.submitted:
-                console.print(slurm.how_to_follow(sweep, db_flag), highlight=False)
-            sys.exit(1 if any(task.decision == "failed" for task in sweep.tasks) else 0)
-        try:
-            _wait_with_progress(sweep, store)
-        except KeyboardInterrupt:
-            console.print(f"\nstopped waiting; {slurm.how_to_follow(sweep, db_flag)}", highlight=False)
-            sys.exit(130)
-        slurm.record_lost_jobs(sweep, store)
-        result = _result(sweep, store)
-    finally:
-        store.close()
+        result = _wait_with_progress(sweep)
+    except KeyboardInterrupt:
+        console.print(f"\nstopped waiting; {slurm.how_to_follow(sweep, db_flag)}", highlight=False)
+        sys.exit(130)
     from vbench.cli.run import summary_table
 
     console.print(summary_table(result))
@@ -110,19 +83,6 @@ def run_slurm(suite: str, backbones: str, seeds: Optional[str], *, db: Optional[
                   f"next: vbench report{db_flag}    vbench runs{db_flag}", highlight=False)
     if result.failed:
         sys.exit(1)
-
-
-def _requests(suite: str, planned, overrides: dict, sets: list, options, plugins: list):
-    from vbench.slurm_job import RunRequest
-
-    suite_arg = str(Path(suite).resolve()) if Path(suite).is_file() else suite
-    plugin_args = tuple(str(Path(p).resolve()) if Path(p).exists() else p for p in plugins)
-
-    def request_of(job) -> RunRequest:
-        return RunRequest(suite_arg, job.spec.name, job.seed, planned.url, dict(overrides), tuple(sets), options,
-                          plugin_args)
-
-    return request_of
 
 
 def _submitted_line(sweep) -> str:
@@ -147,7 +107,7 @@ def submitted_table(sweep) -> Table:
     return table
 
 
-def _wait_with_progress(sweep, store) -> None:
+def _wait_with_progress(sweep):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vbench import slurm
@@ -163,21 +123,4 @@ def _wait_with_progress(sweep, store) -> None:
             console.print(f"job {sweep.array_id}: {text}", highlight=False)
 
     with progress:
-        slurm.wait(sweep, store, report)
-
-
-def _result(sweep, store):
-    from vbench.api import RunResult
-    from vbench.runner import RunOutcome
-
-    rows = {run.id: run for run in store.list_runs(suite=sweep.planned.suite.name)}
-    outcomes = []
-    for task in sweep.tasks:
-        row = rows.get(task.run_id)
-        if row is None:
-            outcomes.append(RunOutcome(task.job.spec.name, task.job.seed, "failed", error=task.job.error))
-            continue
-        status = {"done": "skipped", "busy": "busy"}.get(task.decision) or ("done" if row.status == "done" else "failed")
-        outcomes.append(RunOutcome(row.backbone, row.seed, status, row.id, dict(row.metrics or {}), row.params,
-                                   row.flops, row.train_images_per_s, row.peak_memory_bytes, row.wall_time_s, row.error))
-    return RunResult(sweep.planned.suite, outcomes, store.label, store.artifact_root)
+        return slurm.wait(sweep, report)
