@@ -7,11 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
-from cli import run_cli
+from cli import run_cli, start_cli
 from plugins import FAST, write_plugin
 from services import free_port, wait_for
 from vbench.data.fixtures import write_fixture
@@ -67,21 +68,29 @@ def test_sweep_of_two_backbones_and_two_seeds_into_postgres(slurm_cluster, fresh
     assert job_ids(slurm_cluster) <= before and len(open_store(fresh_database, write=False).list_runs()) == 4
 
 
-def submit_hanging_run(cluster, database: str, command: list, tmp_path: Path) -> tuple[object, dict]:
-    """Submit one 3-epoch run (--no-wait) that hangs in its second epoch; wait until it hangs there."""
+def submit_hanging_run(cluster, database: str, command: list, tmp_path: Path, ctrl_c: bool) -> tuple[object, dict]:
+    """Submit one 3-epoch run that hangs in its second epoch and wait until it hangs there: with --no-wait, or
+    waiting, then Ctrl-C, which stops the waiting but not the job."""
     flag = tmp_path / "hang"
     env = {**ENV, "VBENCH_TEST_HANG_AFTER": "5", "VBENCH_TEST_HANG_FLAG": str(flag)}
-    result = run_cli(*command, *SLURM_FLAGS, "--no-wait", env=env, cwd=tmp_path)
-    assert result.code == 0 and "the jobs keep running" in result.out, result.out + result.err
+    if ctrl_c:
+        process = start_cli(*command, *SLURM_FLAGS, env=env, cwd=tmp_path)
+        wait_for(flag.exists, 120, "the job to reach its second epoch")
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 130 and "stopped waiting; the jobs keep running" in out, out
+    else:
+        result = run_cli(*command, *SLURM_FLAGS, "--no-wait", env=env, cwd=tmp_path)
+        assert result.code == 0 and "the jobs keep running" in result.out, result.out + result.err
+        wait_for(flag.exists, 120, "the job to reach its second epoch")
     [run] = open_store(database, write=False).list_runs()
-    assert run.status == "queued" and run.launch["job_id"] in job_ids(cluster)
-    wait_for(flag.exists, 120, "the job to reach its second epoch")
+    assert run.status == "running" and run.launch["job_id"] in job_ids(cluster)
     return run, env
 
 
 def test_job_killed_mid_run_resumes_when_the_sweep_is_submitted_again(slurm_cluster, fresh_database, sweep, tmp_path):
     command = [*sweep, "--backbones", "tiny-test", "--seeds", "3", "--epochs", "3", "--db", fresh_database]
-    queued, env = submit_hanging_run(slurm_cluster, fresh_database, command, tmp_path)
+    queued, env = submit_hanging_run(slurm_cluster, fresh_database, command, tmp_path, ctrl_c=True)
     job_id = queued.launch["job_id"]
     slurm_cluster.command("scancel", "--signal=KILL", "--full", job_id)  # killed, not given the time to stop
     slurm_cluster.wait_jobs([job_id])
@@ -99,7 +108,7 @@ def test_job_killed_mid_run_resumes_when_the_sweep_is_submitted_again(slurm_clus
 
 def test_preempted_job_is_requeued_by_submitit_and_resumes(slurm_cluster, fresh_database, sweep, tmp_path):
     command = [*sweep, "--backbones", "tiny-test", "--seeds", "4", "--epochs", "3", "--db", fresh_database]
-    queued, _ = submit_hanging_run(slurm_cluster, fresh_database, command, tmp_path)
+    queued, _ = submit_hanging_run(slurm_cluster, fresh_database, command, tmp_path, ctrl_c=False)
     job_id = queued.launch["job_id"]
     slurm_cluster.command("scancel", "--signal=USR2", job_id)  # SLURM's warning before preemption or the time limit
     wait_for(lambda: slurm_cluster.job_state(job_id) == "PENDING", 60, "submitit to requeue the job")

@@ -115,7 +115,15 @@ class Distributed:
             except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
                 result = ("error", exc)
             buffer = io.BytesIO()
-            torch.save(result, buffer)  # torch.save: tensors keep their storage, loaded onto each rank's device
+            try:
+                torch.save(result, buffer)  # torch.save: tensors keep their storage, loaded onto each rank's device
+            except Exception as exc:  # noqa: BLE001 - what does not pickle still fails every rank, not just this one
+                kind, value = result
+                failure = RuntimeError(f"{type(value).__name__}: {value}" if kind == "error" else
+                                       f"rank 0 could not hand its result to the other ranks: {exc}")
+                buffer = io.BytesIO()
+                torch.save(("error", failure), buffer)
+                result = ("error", value if kind == "error" else failure)
             message = [buffer.getvalue()]
         dist.broadcast_object_list(message, src=0)
         if self.is_main:

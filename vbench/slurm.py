@@ -33,7 +33,7 @@ from vbench.errors import VbenchError
 
 DEFAULT_TIME = "4:00:00"
 MAX_REQUEUES = 10  # submitit's requeues of a task that timed out (preemptions do not count)
-POLL_FIRST_S, POLL_MAX_S = 1.0, 5.0
+POLL_FIRST_S, POLL_MAX_S = 1.0, 3.0
 SLURM_COMMANDS = ("sbatch", "srun", "squeue", "scancel")
 # sbatch options that vbench sets itself: --slurm-option may not set them (their own flag does)
 RESERVED_OPTIONS = {
@@ -388,8 +388,8 @@ def submit(sweep: Sweep, store) -> None:
     sweep.folder = store.artifact_dir("slurm")
     executor = submitit.SlurmExecutor(folder=sweep.folder / "%j", max_num_timeout=MAX_REQUEUES)
     parameters = sweep.settings.executor_parameters(job_name=f"vbench-{sweep.planned.suite.name}")
-    parameters["setup"] = [f"export PYTHONPATH={shlex.quote(package_root())}${{PYTHONPATH:+:$PYTHONPATH}}",
-                           *parameters["setup"]]
+    parameters["setup"] = [*parameters["setup"],  # the user's lines first: a `module load` may set PYTHONPATH
+                           f"export PYTHONPATH={shlex.quote(package_root())}${{PYTHONPATH:+:$PYTHONPATH}}"]
     executor.update_parameters(**parameters)
     jobs = []
     try:
@@ -419,13 +419,17 @@ COUNTED = ("pending", "running", "done", "failed")
 
 
 def refresh(sweep: Sweep, store) -> dict[str, int]:
-    """Each submitted task's state: SLURM's while its job lives, the store's once it has ended."""
+    """Each submitted task's state: done or failed as soon as its job has recorded the run so (the job may
+    still be winding down), else SLURM's while the job lives; a job gone without either has failed."""
     states = job_states(task.job_id for task in sweep.submitted)
     rows = {run.id: run for run in store.list_runs(suite=sweep.planned.suite.name)}
     for task in sweep.submitted:
         task.row = rows.get(task.run_id, task.row)
         state = states.get(task.job_id)
-        if state in RUNNING_STATES:
+        recorded = task.row is not None and (task.row.launch or {}).get("job_id") == task.job_id
+        if recorded and task.row.status in ("done", "failed"):
+            task.status = task.row.status
+        elif state in RUNNING_STATES:
             task.status = "running"
         elif state is not None:
             task.status = "pending"
@@ -435,7 +439,7 @@ def refresh(sweep: Sweep, store) -> dict[str, int]:
 
 
 def wait(sweep: Sweep, report: Callable[[dict[str, int]], None] = lambda counts: None):
-    """Poll until no submitted task is pending or running (every 1 s, slowing to 5 s while nothing changes),
+    """Poll until no submitted task is pending or running (every 1 s, slowing to 3 s while nothing changes),
     calling ``report(counts)`` whenever the counts change; then return the sweep's ``api.RunResult``. Ctrl-C
     (KeyboardInterrupt) stops the waiting, not the jobs."""
     from vbench.store import opened
