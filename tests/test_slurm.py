@@ -195,3 +195,33 @@ def test_a_job_of_two_processes_is_one_distributed_run(slurm_cluster, fresh_data
     assert (run.status, run.settings["world_size"], run.launch["processes"]) == ("done", 2, 2)
     shares = [path.read_text().split() for path in sorted(tmp_path.glob("batches.*"))]
     assert shares == [["10"] * 4] * 2
+
+
+def test_queued_rows_are_claimed_by_their_job_and_never_hide_finished_or_live_runs(tmp_path):
+    import os
+    import socket
+
+    from vbench.store import RunKey
+
+    store = open_store(str(tmp_path / "runs.db"))
+    fields = dict(suite="s", backbone="b", seed=0, recipe_hash="h", data_id="d")
+    key = RunKey("s", "b", 0, "h", "d")
+    launch = {"launcher": "slurm", "job_id": "7_0", "log": "/logs/7_0_0_log.out"}
+    queued = store.queue_run(key, fields, launch)
+    assert [(r.id, r.status, r.launch, r.started_at) for r in store.list_runs()] == [(queued, "queued", launch, None)]
+    assert store.queue_run(key, fields, launch) == queued and len(store.list_runs()) == 1  # submitted again
+
+    me = f"{socket.gethostname()}:{os.getpid()}:job"
+    state, run = store.claim_run(key, {**fields, "launch": {**launch, "host": "node1"}}, me)
+    assert (state, run.id, run.status, run.launch["host"]) == ("resume", queued, "running", "node1")
+    assert run.started_at is not None  # the job began it
+    assert store.queue_run(key, fields, {**launch, "job_id": "8_0"}) == queued  # a live holder keeps it
+    assert store.get_run(queued).status == "running" and store.get_run(queued).launch["job_id"] == "7_0"
+
+    store.finish_run(queued, "failed", error="boom")
+    assert store.queue_run(key, fields, {**launch, "job_id": "9_0"}) == queued  # a failed run is queued again
+    again = store.get_run(queued)
+    assert (again.status, again.error, again.launch["job_id"]) == ("queued", None, "9_0")
+    store.finish_run(queued, "done")
+    assert store.queue_run(key, fields, {**launch, "job_id": "10_0"}) == queued
+    assert store.get_run(queued).status == "done" and store.get_run(queued).launch["job_id"] == "9_0"

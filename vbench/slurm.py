@@ -296,9 +296,9 @@ class Sweep:
 
 def plan_sweep(suite: str, backbones: str, seeds: str | None = None, *, db: str | None = None,
                overrides: dict | None = None, sets: Iterable[str] = (), options=None, plugins: Iterable[str] = (),
-               settings: SlurmSettings = SlurmSettings(), console=None) -> Sweep:
+               settings: SlurmSettings = SlurmSettings(), console=None, **plan_options) -> Sweep:
     """Check everything a sweep needs; nothing is submitted, and the store only gets its schema (the check
-    that it can). Raises VbenchError, one line, on bad input."""
+    that it can). ``plan_options`` go to ``api.plan_run``. Raises VbenchError, one line, on bad input."""
     from dataclasses import replace
 
     from vbench import api, distributed
@@ -319,7 +319,7 @@ def plan_sweep(suite: str, backbones: str, seeds: str | None = None, *, db: str 
     if options.data_root:
         options = replace(options, data_root=str(Path(options.data_root).expanduser().resolve()))
     planned = api.plan_run(suite, backbones, seeds, db=db, overrides=overrides, sets=sets, options=options,
-                           console=console)
+                           console=console, **plan_options)
     distributed.Distributed(world_size=settings.tasks_per_job).check_batch_size(planned.suite.recipe.batch_size)
     check_with_sbatch(settings, len(planned.jobs), Path.cwd())
     check_sweep_store(url, settings.allow_sqlite)
