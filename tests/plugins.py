@@ -4,6 +4,7 @@ from pathlib import Path
 
 TINY_PLUGIN = '''
 import os
+import time
 
 import torch
 import torch.nn as nn
@@ -16,6 +17,18 @@ def register_backbone(name, **options):
     if name in registry._SPECS:
         registry.unregister_backbone(name)
     return registry.register_backbone(name, accepts=("drop_path_rate",), **options)
+
+
+def hang_once(calls):
+    """After VBENCH_TEST_HANG_AFTER training steps, sleep (a job to kill mid-run), once: the first process
+    to get there creates the file VBENCH_TEST_HANG_FLAG, and later ones (the resumed run) go on."""
+    flag = os.environ.get("VBENCH_TEST_HANG_FLAG")
+    if flag and calls > int(os.environ.get("VBENCH_TEST_HANG_AFTER", "1000000000")):
+        try:
+            os.close(os.open(flag, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+        time.sleep(600)
 
 
 class Tiny(nn.Module):
@@ -38,6 +51,7 @@ class Tiny(nn.Module):
                 raise RuntimeError("boom from the test backbone")
             if self.calls > int(os.environ.get("VBENCH_TEST_INTERRUPT_AFTER", "1000000000")):
                 raise KeyboardInterrupt
+            hang_once(self.calls)
         x = self.stem(x)
         x = x + self.drop_path(self.block(x))
         logits = self.head(self.dropout(x.mean(dim=(2, 3))))
@@ -54,6 +68,31 @@ def tiny_test(img_size=32, num_classes=10, drop_path_rate=0.0):
 def tiny_wide(img_size=32, num_classes=10, drop_path_rate=0.0):
     """The tiny conv net, twice as wide."""
     return Tiny(num_classes, drop_path_rate, width=16)
+
+class TinyBN(nn.Module):
+    """BatchNorm and no random layer: a distributed run of it is the single-process run up to rounding."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Linear(8, num_classes)
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            hang_once(self.calls)
+            if os.environ.get("VBENCH_TEST_BATCH_LOG"):  # the batch size each process trains on
+                with open(f"{os.environ['VBENCH_TEST_BATCH_LOG']}.{os.getpid()}", "a") as log:
+                    log.write(f"{len(x)}\\n")
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+@register_backbone("tiny-bn", family="test", in_paper=False)
+def tiny_bn(img_size=32, num_classes=10, drop_path_rate=0.0):
+    """BatchNorm, no dropout or drop-path (the distributed tests compare it with a single process)."""
+    return TinyBN(num_classes)
 
 
 @register_backbone("tiny-nan", family="test", in_paper=False)

@@ -168,6 +168,9 @@ def absolute_data_root(options):
 def execute(planned: PlannedRun) -> RunResult:
     from vbench.store import open_store
 
+    if not planned.runner.dist.is_main:  # the other ranks of a torch.distributed run never open the store
+        outcomes = planned.runner.run(None, planned.jobs)
+        return RunResult(planned.suite, outcomes, "", Path(), planned.runner.data, planned.jobs)
     store = open_store(planned.url, write=True)
     try:
         outcomes = planned.runner.run(store, planned.jobs)

@@ -30,7 +30,7 @@ import torch.nn as nn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vbench import __version__
+from vbench import __version__, distributed
 from vbench.artifacts import predictions_path, weights_path
 from vbench.checkpoint import Checkpoints
 from vbench.errors import VbenchError
@@ -57,6 +57,7 @@ class RunOptions:
     limit: int | None = None
     data_root: str | None = None
     download: bool = False
+    launch: dict | None = None  # how the run was launched (a SLURM job: id, log), kept on its row
 
 
 @dataclass
@@ -200,8 +201,8 @@ class StageMeter:
     """Running sums of one stage kept on the device and read every ``SYNC_EVERY`` steps, which is
     also when the NaN/inf guard looks at them: no host sync on every step."""
 
-    def __init__(self, device: torch.device, stage: Stage, unit: str):
-        self.device, self.stage, self.unit = device, stage, unit
+    def __init__(self, device: torch.device, stage: Stage, unit: str, dist: distributed.Distributed = distributed.SINGLE):
+        self.device, self.stage, self.unit, self.dist = device, stage, unit, dist
         self.sums: dict[str, torch.Tensor] = {}
         self.seen = 0
         self.steps = 0
@@ -215,7 +216,7 @@ class StageMeter:
         for name, value in {"loss": loss, **stats}.items():
             weighted = value.detach().double() * size
             self.sums[name] = weighted if name not in self.sums else self.sums[name] + weighted
-        self.seen += size
+        self.seen += size * self.dist.world_size  # every rank trains an equal share of the global batch
         self.steps += 1
 
     @property
@@ -223,11 +224,19 @@ class StageMeter:
         return self.steps % SYNC_EVERY == 0 or self.steps == self.stage.iterations
 
     def means(self) -> dict[str, float]:
-        values = {name: float(total) / self.seen for name, total in self.sums.items()}
+        values = {name: float(total) / self.seen for name, total in self._global_sums().items()}
         if not math.isfinite(values["loss"]):
             raise NonFiniteLoss(f"non-finite training loss ({values['loss']}) in {self.unit} {self.stage.label}, "
                                 f"within its first {self.steps} steps")
         return values
+
+    def _global_sums(self) -> dict[str, torch.Tensor]:
+        """The sums over every rank (each rank calls this at the same step)."""
+        if not self.dist.active:
+            return self.sums
+        names = sorted(self.sums)
+        summed = self.dist.sum(torch.stack([self.sums[name] for name in names]))
+        return dict(zip(names, summed))
 
     def close(self) -> dict:
         if self.steps == 0:
@@ -275,6 +284,10 @@ class Runner:
         self.info = suite.task_info
         self.console = console or Console()
         self.device = resolve_device(options.device)
+        self.dist = distributed.setup(self.device)  # torchrun: this process's rank (a no-op otherwise)
+        self.device = self.dist.device(self.device)
+        if not self.dist.is_main:
+            self.console = Console(quiet=True)
         self.precision = Precision.resolve(options.amp, self.device)
         self.task = self.info.load()(suite, self.device, pipeline=options.pipeline, data_root=options.data_root,
                                      download=options.download, limit=options.limit)
@@ -284,6 +297,7 @@ class Runner:
 
     # planning (nothing is written) ----------------------------------------------------------------
     def prepare(self) -> DataInfo:
+        self.dist.check_batch_size(self.suite.recipe.batch_size)
         self.data = self.task.prepare()
         self.stages = self.task.stages()
         return self.data
@@ -306,7 +320,8 @@ class Runner:
     # running --------------------------------------------------------------------------------------
     def run(self, store: Store, jobs: list[Job]) -> list[RunOutcome]:
         self.store = store
-        self.checkpoints = Checkpoints(store.artifact_dir("checkpoints"), store.store_id, warn=self._log)
+        if self.dist.is_main:  # the other ranks of a distributed run have no store
+            self.checkpoints = Checkpoints(store.artifact_dir("checkpoints"), store.store_id, warn=self._log)
         self.progress = self._new_progress(total=len(jobs) * len(self.stages))
         with self.progress:
             return [self.run_job(job) for job in jobs]
@@ -314,7 +329,7 @@ class Runner:
     def _new_progress(self, total: int) -> Progress:
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=self.console,
-                            disable=not self.console.is_terminal)  # a log file gets one line per stage instead
+                            disable=not self.console.is_terminal or not self.dist.is_main)  # a log file gets one line per stage instead
         self.overall = progress.add_task(self.suite.name, total=total, stats="")
         self.stage_bar = progress.add_task("stage", total=1, stats="")
         return progress
@@ -333,7 +348,8 @@ class Runner:
             self._log(f"[red]{label}: failed: {job.error}[/red]")
             return self._advance(outcome, "failed", error=job.error)
         key = self.key(job)
-        state, run = self.store.claim_run(key, self._run_fields(job), self.owner, force=self.options.force)
+        state, run = self.dist.from_main(
+            lambda: self.store.claim_run(key, self._run_fields(job), self.owner, force=self.options.force))
         outcome.run_id = run.id
         if state == "done":
             self._log(f"{label}: already done (run {run.id}, {self._primary_text(run.metrics)}); skipped, --force reruns it")
@@ -343,9 +359,10 @@ class Runner:
             self._log(f"{label}: run {run.id} is being trained by {run.owner}; skipped (it becomes resumable if "
                       f"that process stops renewing its lease)")
             return self._advance(outcome, "busy")
-        checkpoint = self._resume_point(run.id, key, label) if state == "resume" else None
+        checkpoint = self.dist.from_main(lambda: self._resume_point(run.id, key, label), self.device) \
+            if state == "resume" else None
         try:
-            with Lease(self.store, run.id, self.owner, self._log):
+            with Lease(self.store, run.id, self.owner, self._log) if self.dist.is_main else nullcontext():
                 self._train(job, run.id, key, checkpoint, outcome, label)
         except KeyboardInterrupt:
             self._finish(outcome, "interrupted", "interrupted by the user (Ctrl-C)")
@@ -354,6 +371,8 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - this run fails, the suite goes on
             self._finish(outcome, "failed", _one_line(exc))
             self._log(f"[red]{label}: failed: {_one_line(exc)}[/red]")
+            if self.dist.active:  # after a failure the ranks cannot be sure to be in step: end them all
+                raise
         return outcome
 
     def _advance(self, outcome: RunOutcome, status: str, error: str | None = None) -> RunOutcome:
@@ -377,12 +396,12 @@ class Runner:
             num_classes=self.suite.num_classes, step_unit=self.info.step_unit, steps=self.stages[-1].label,
             steps_done=0, metrics={}, params=size.pop("params", None), flops=size.pop("flops", None), counts=size,
             host=socket.gethostname(), device_name=device_name(self.device), torch_version=torch.__version__,
-            vbench_version=__version__,
+            vbench_version=__version__, launch=self.options.launch,
         )
 
     def _settings(self) -> dict:
         return {"device": str(self.device), "precision": self.precision.name, "compile": self.options.compile,
-                "pipeline": self.options.pipeline, "threads": torch.get_num_threads(), "world_size": 1}
+                "pipeline": self.options.pipeline, "threads": torch.get_num_threads(), "world_size": self.dist.world_size}
 
     def _resume_point(self, run_id: int, key: RunKey, label: str) -> dict | None:
         checkpoint = self.checkpoints.load(run_id, _key_dict(key), self.device) if self.options.checkpoints else None
@@ -399,6 +418,8 @@ class Runner:
 
     def _finish(self, outcome: RunOutcome, status: str, error: str | None) -> None:
         outcome.status, outcome.error = status, error
+        if not self.dist.is_main:
+            return
         try:
             self.store.finish_run(outcome.run_id, status, error=error)
         except Exception as exc:  # noqa: BLE001 - the store failing must not hide the first error
@@ -422,16 +443,17 @@ class Runner:
                 scaler.load_state_dict(checkpoint["scaler"])
         self.progress.advance(self.overall, len(totals.history))
         outcome.resumed_from = len(totals.history)
-        train_model = Compiled(model, self.options.compile, self._log)
+        train_model = Compiled(self.dist.wrap(model), self.options.compile, self._log)
         compiling = self.options.compile  # the first step compiles: it is timed apart from training
 
         for stage in self.stages[len(totals.history):]:
             torch.manual_seed(stage_seed(job.seed, stage.index))
             model.train()
-            meter = StageMeter(self.device, stage, self.info.step_unit)
+            meter = StageMeter(self.device, stage, self.info.step_unit, self.dist)
             self.progress.reset(self.stage_bar, total=stage.iterations, stats="",
                                 description=f"{label} {self.info.step_unit} {stage.label}")
             for step, batch in enumerate(task.train_batches(job.seed, stage)):
+                batch = self.dist.shard(batch)  # this rank's share of the global batch
                 step_started = time.perf_counter() if compiling else None
                 schedule.step_update(stage.first_iteration + step)
                 with precision.autocast():
@@ -443,7 +465,7 @@ class Runner:
                 meter.add(loss, stats, size)
                 if compiling:
                     compiling, totals.compile_s = False, time.perf_counter() - step_started
-                    meter.excluded_s, meter.excluded_images = totals.compile_s, size
+                    meter.excluded_s, meter.excluded_images = totals.compile_s, size * self.dist.world_size
                 if meter.due:
                     self.progress.update(self.stage_bar, stats=_stats_text(meter.means(), optimizer, meter))
                 self.progress.advance(self.stage_bar)
@@ -452,7 +474,7 @@ class Runner:
                 evaluation = task.evaluate(model)
             row.update(evaluation.metrics)
             self._record(run_id, key, stage, row, totals, model, optimizer, scaler, memory, session_start)
-            for observe in self.observers:
+            for observe in self.observers if self.dist.is_main else ():  # rank 0 alone logs
                 observe(run_id, job, stage, row)
             self.progress.advance(self.overall)
             self._log(f"{label} {self.info.step_unit} {stage.label}/{self.stages[-1].label}: "
@@ -462,6 +484,8 @@ class Runner:
     def _record(self, run_id, key, stage, row, totals, model, optimizer, scaler, memory, session_start) -> None:
         totals.add(stage.label, row, memory.read())
         wall = totals.prior_wall_s + time.perf_counter() - session_start
+        if not self.dist.is_main:  # rank 0 alone writes checkpoints and the store
+            return
         if self.options.checkpoints:
             self.checkpoints.save(run_id, _key_dict(key), {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -476,6 +500,9 @@ class Runner:
         from vbench.artifacts import save_weights
         from vbench.predictions import save_predictions
 
+        if not self.dist.is_main:
+            outcome.status = "done"
+            return
         save_weights(weights_path(self.store, run_id), model)
         evaluation.predictions.meta.update(_key_dict(key), run_id=run_id, task=self.info.name)
         save_predictions(predictions_path(self.store, run_id), evaluation.predictions)

@@ -44,7 +44,7 @@ from vbench.errors import VbenchError
 
 SCHEMA_VERSION = 3  # 2: epochs.metrics; 3: task-independent runs/steps, evaluations, store identity, leases
 DEFAULT_URL = "sqlite:///results/vbench.db"
-RUN_STATUSES = ("running", "done", "failed", "interrupted")
+RUN_STATUSES = ("running", "done", "failed", "interrupted", "queued")  # queued: submitted to a scheduler, not begun
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 LOCK_RETRIES = 20
 LEASE_SECONDS = 120  # a running run whose heartbeat is older than this has lost its holder
@@ -432,11 +432,39 @@ class Store:
                 run = unfinished[0]
                 for name, value in claimed.items():
                     setattr(run, name, value)
+                run.started_at = run.started_at or now  # a queued row begins now
                 return "resume", run
             run = Run(**claimed, started_at=now)
             session.add(run)
             session.flush()
             return "new", run
+
+        return self._write(work)
+
+    def queue_run(self, key: RunKey, fields: dict, launch: dict) -> int:
+        """Record a run submitted to a scheduler as ``queued``, with its ``launch`` (job id, log file); the
+        job claims the row when it starts (``claim_run`` resumes any unfinished row). An unfinished row of
+        the key is reused; one the job has claimed already, or that is done, is left as it is."""
+
+        def work(session: Session) -> int:
+            self._lock_key(session, key)
+            rows = list(session.scalars(_key_query(key).order_by(Run.id.desc())))
+            now = utcnow()
+            kept = [r for r in rows if r.status == "done" or r.status == "running" and (
+                (r.launch or {}).get("job_id") == launch.get("job_id")
+                or r.owner is not None and holder_alive(r.owner, r.heartbeat_at, now))]
+            if kept:
+                return kept[0].id
+            if rows:
+                run = rows[0]
+                for name, value in {"status": "queued", "launch": launch, "owner": None, "heartbeat_at": None,
+                                    "error": None, "ended_at": None}.items():
+                    setattr(run, name, value)
+                return run.id
+            run = Run(**{**fields, "status": "queued", "launch": launch})
+            session.add(run)
+            session.flush()
+            return run.id
 
         return self._write(work)
 

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from vbench.cli import _slurm
 from vbench.cli._common import DbOption, PluginOption, app, console, err_console, load_plugins, millions, number, plural, wide_for_files
 
 
@@ -35,11 +36,26 @@ def run_command(
     tensorboard: Optional[str] = typer.Option(None, "--tensorboard", help="Also log every epoch's metrics for TensorBoard under this folder."),
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
+    launcher: str = _slurm.LauncherOption,
+    slurm_partition: Optional[str] = _slurm.PartitionOption,
+    slurm_time: Optional[str] = _slurm.TimeOption,
+    slurm_gpus_per_job: int = _slurm.GpusOption,
+    slurm_cpus_per_job: Optional[int] = _slurm.CpusOption,
+    slurm_mem: Optional[str] = _slurm.MemOption,
+    max_parallel: Optional[int] = _slurm.MaxParallelOption,
+    slurm_setup: Optional[List[str]] = _slurm.SetupOption,
+    slurm_option: Optional[List[str]] = _slurm.SlurmOptionOption,
+    allow_sqlite: bool = _slurm.AllowSqliteOption,
+    wait: bool = _slurm.WaitOption,
 ) -> None:
-    """Train backbones on a suite and record every run in the run store."""
+    """Train backbones on a suite and record every run in the run store (here, or as SLURM jobs)."""
     from vbench import api
+    from vbench.errors import VbenchError
     from vbench.runner import RunOptions
 
+    slurm = _slurm.slurm_settings(slurm_partition, slurm_time, slurm_gpus_per_job, slurm_cpus_per_job, slurm_mem,
+                                  max_parallel, slurm_setup, slurm_option, allow_sqlite, wait)
+    _slurm.check_launcher(launcher, slurm)
     load_plugins(plugin)
     if tensorboard:
         from vbench.tensorboard import check_log_dir
@@ -48,9 +64,16 @@ def run_command(
     options = RunOptions(device=device, amp=amp, compile=compile_model, pipeline=pipeline, force=force,
                          checkpoints=checkpoints, limit=limit, data_root=data_root, download=download)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    if launcher == "slurm":
+        if dry_run or tensorboard:
+            raise VbenchError("--dry-run and --tensorboard apply to local runs; leave them out with --launcher slurm")
+        return _slurm.run_slurm(suite, backbones, seeds, db=db, overrides=overrides, sets=sets or [], options=options,
+                                plugins=plugin or [], settings=slurm, family=family)
     with err_console.status("loading the data, building and measuring the backbones..."):
         planned = api.plan_run(suite, backbones, seeds, db=db, overrides=overrides, sets=sets or (), options=options,
                                console=console, family=family)
+    if not planned.runner.dist.is_main:  # torchrun: rank 0 alone reports
+        console.quiet = True
     wide_for_files()
     if dry_run:
         from vbench.cli._plan import print_plan

@@ -19,7 +19,7 @@ def runs_command(
     suite: Optional[str] = SuiteFilter,
     backbones: Optional[str] = BackboneFilter,
     family: Optional[str] = FamilyFilter,
-    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status (running, done, failed, interrupted)."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status (queued, running, done, failed, interrupted)."),
     db: Optional[str] = DbOption,
 ) -> None:
     """List runs: status, suite, backbone, seed, primary metric, steps and when (`vbench runs rm ID` deletes one)."""
@@ -37,16 +37,19 @@ def runs_command(
         runs = store.list_runs(suite=suite, backbones=stored_backbone_names(backbones, store, family), status=status)
         label = store.label
     wide_for_files()
+    jobs = scheduler_cells(runs)  # runs submitted to SLURM: their job, its state now, and its log
     table = Table(title=f"Runs in {label}")
-    for column in ("id", "status", "suite", "backbone", "seed", "metric", "steps", "data", "started (UTC)", "wall", "error"):
-        table.add_column(column, justify="right" if column in ("id", "seed", "steps", "wall") else "left")
-    colours = {"done": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+    columns = ("id", "status", "suite", "backbone", "seed", "metric", "steps", "data", "started (UTC)", "wall", "error")
+    for column in columns + (("job", "log") if jobs else ()):
+        table.add_column(column, justify="right" if column in ("id", "seed", "steps", "wall") else "left",
+                         overflow="fold" if column == "log" else "ellipsis")  # a log path is shown whole
+    colours = {"done": "green", "failed": "red", "interrupted": "yellow", "running": "cyan", "queued": "magenta"}
     for run in runs:
         table.add_row(
             str(run.id), f"[{colours.get(run.status, 'white')}]{run.status}[/]", run.suite, run.backbone, str(run.seed),
             primary_text(run), steps_text(run), (run.data_id or "-")[:8],
             run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-", number(run.wall_time_s, 1, " s"),
-            (run.error or "")[:60])
+            (run.error or "")[:60], *(jobs.get(run.id, ("", "")) if jobs else ()))
     console.print(table)
 
 
@@ -54,6 +57,21 @@ def steps_text(run) -> str:
     if (run.settings or {}).get("eval_only"):
         return "eval only"
     return f"{run.steps_done}/{run.steps if run.steps is not None else '?'} {run.step_unit or ''}"
+
+
+def scheduler_cells(runs) -> dict:
+    """``{run id: (job, log)}`` for the runs launched through SLURM; the job cell carries SLURM's state of
+    the unfinished ones when squeue is at hand (``ended``: SLURM no longer has the job)."""
+    import shutil
+
+    from vbench import slurm
+
+    launched = [run for run in runs if slurm.slurm_launched(run)]
+    if not launched:
+        return {}
+    unfinished = [run.launch.get("job_id") for run in launched if run.status in ("queued", "running")]
+    states = slurm.job_states(unfinished) if unfinished and shutil.which("squeue") else None
+    return {run.id: slurm.launch_text(run, states) for run in launched}
 
 
 def primary_text(run) -> str:
