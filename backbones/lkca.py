@@ -198,15 +198,15 @@ def lkca_hybrid_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.
                    accepts=ACCEPTS, features=SEG_FEATURES_S)
 def lkca_s_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """LKCA-S/16: ViT-S widths with LKCA replacing MSA (kernel 2s-1, s = img/16) + MultiLevelNeck (Table 7)."""
-    from backbones.vit import SEG_SIZES, PlainPyramidEncoder
+    from backbones.vit import plain_encoder
 
-    return PlainPyramidEncoder(img_size, **SEG_SIZES["s"], mixer="lkca", **overrides)
+    return plain_encoder("lkca-s", img_size, "s", "lkca", overrides)
 
 
 @register_backbone("lkca-b", family="lkca", task="segmentation", paper_names=["LKCA-B"], aliases=["lkca-b-seg"],
                    accepts=ACCEPTS, features=SEG_FEATURES_B)
 def lkca_b_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """LKCA-B/16: ViT-B widths with LKCA replacing MSA (kernel 2s-1, s = img/16) + MultiLevelNeck (Table 6)."""
-    from backbones.vit import SEG_SIZES, PlainPyramidEncoder
+    from backbones.vit import plain_encoder
 
-    return PlainPyramidEncoder(img_size, **SEG_SIZES["b"], mixer="lkca", **overrides)
+    return plain_encoder("lkca-b", img_size, "b", "lkca", overrides)

@@ -54,4 +54,5 @@ def twins_pcpvt_s(img_size: int = 512, num_classes: int = 150, drop_path_rate: f
     """Twins-PCPVT-S (timm twins_pcpvt_small, random init, drop path 0.2 as mmseg) as a stride 4-32 pyramid (Table 7)."""
     from backbones._timm_pyramid import TimmPyramid
 
+    require_multiple("twins-pcpvt-s", img_size, 32)  # timm checks every stage's patching (strides 4, 2, 2, 2)
     return TimmPyramid("twins_pcpvt_small", (0, 1, 2, 3), img_size=img_size, drop_path_rate=drop_path_rate)

@@ -16,7 +16,7 @@ import torch.nn as nn
 from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Attention, VisionTransformer
 
-from backbones._sizes import token_patch_size
+from backbones._sizes import require_img_size, token_patch_size
 from vbench.registry import register_backbone
 from vbench.segmentation.heads import MultiLevelNeck
 
@@ -220,12 +220,20 @@ class PlainPyramidEncoder(nn.Module):
         return self.neck(levels)
 
 
+def plain_encoder(name: str, img_size: int, size: str, mixer: str, overrides: dict) -> PlainPyramidEncoder:
+    # whole patches, and a grid of at least 2x2 for the neck's 0.5x level
+    require_img_size(name, img_size, img_size >= 2 * PATCH_SIZE and img_size % PATCH_SIZE == 0,
+                     f"that is a multiple of {PATCH_SIZE} and at least {2 * PATCH_SIZE} "
+                     f"({2 * PATCH_SIZE}, {3 * PATCH_SIZE}, {4 * PATCH_SIZE}, ...)")
+    return PlainPyramidEncoder(img_size, **SEG_SIZES[size], mixer=mixer, **overrides)
+
+
 @register_backbone("vit-s", family="vit", task="segmentation", paper_names=["ViT-S", "Vit-S"],
                    aliases=["vit-s-seg"], accepts=SEG_ACCEPTS,
                    features=dict(channels=(384, 384, 384, 384), strides=(4, 8, 16, 32), size_divisor=16))
 def vit_s_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """ViT-S/16 (384 dim, 12 layers, 6 heads) + MultiLevelNeck, for Table 7's segmentors."""
-    return PlainPyramidEncoder(img_size, **SEG_SIZES["s"], mixer="msa", **overrides)
+    return plain_encoder("vit-s", img_size, "s", "msa", overrides)
 
 
 @register_backbone("vit-b", family="vit", task="segmentation", paper_names=["ViT-B"], aliases=["vit-b-seg"],
@@ -233,4 +241,4 @@ def vit_s_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Mo
                    features=dict(channels=(768, 768, 768, 768), strides=(4, 8, 16, 32), size_divisor=16))
 def vit_b_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """ViT-B/16 (768 dim, 12 layers, 12 heads) + MultiLevelNeck, for Table 6's segmentors."""
-    return PlainPyramidEncoder(img_size, **SEG_SIZES["b"], mixer="msa", **overrides)
+    return plain_encoder("vit-b", img_size, "b", "msa", overrides)

@@ -16,7 +16,7 @@ from vbench.suites import builtin_suites, default_data_root, load_suite
 
 
 def test_builtin_suites():
-    assert builtin_suites() == ["ade20k", "cifar10", "cifar100", "smoke", "svhn", "tiny-imagenet"]
+    assert builtin_suites() == ["ade20k", "cifar10", "cifar100", "digits", "smoke", "svhn", "tiny-imagenet"]
 
 
 @pytest.mark.parametrize("name, kind, img_size, classes, policy", [
@@ -123,7 +123,7 @@ def test_segmentation_sets_reach_nested_optimiser_tables():
 
 
 def test_unknown_suite_lists_the_builtins():
-    with pytest.raises(VbenchError, match="unknown suite 'cifar-10'.*cifar10, cifar100, smoke, svhn, tiny-imagenet"):
+    with pytest.raises(VbenchError, match="unknown suite 'cifar-10'.*cifar10, cifar100, digits, smoke, svhn, tiny-imagenet"):
         load_suite("cifar-10")
     with pytest.raises(VbenchError, match="does not exist"):
         load_suite("/no/such/suite.toml")

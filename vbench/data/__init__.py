@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vbench.data import folders, torchvision_sets
+from vbench.data.digits import load_digits_split
 from vbench.data.smoke import generate_smoke
 from vbench.errors import VbenchError
 from vbench.suites import Suite, default_data_root
@@ -28,7 +29,7 @@ CACHE_FORMAT = 1  # bump when the decoded tensors change meaning
 CACHE_FOLDER = ".vbench-cache"
 _TORCHVISION_KINDS = ("cifar10", "cifar100", "svhn")
 _FILE_KINDS = ("tiny-imagenet", "image-folder")
-GENERATED_KINDS = ("smoke",)
+GENERATED_KINDS = ("smoke", "digits")
 _progress_console = Console(stderr=True)
 
 __all__ = ["load_split", "load_dataset", "Dataset", "SPLITS", "generate_smoke"]
@@ -106,6 +107,11 @@ def _load(suite: Suite, split: str, data_root=None, download: bool = False,
         raise VbenchError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if suite.kind == "smoke":
         images, labels = generate_smoke(split, img_size=suite.img_size)
+        return images, labels, _content_fingerprint(images, labels)
+    if suite.kind == "digits":  # bundled with scikit-learn, loads in milliseconds: no cache
+        if suite.img_size != 8:
+            raise VbenchError(f"suite {suite.name!r}: digits images are 8x8, the suite says img_size = {suite.img_size}")
+        images, labels = load_digits_split(split)
         return images, labels, _content_fingerprint(images, labels)
     if suite.kind not in _TORCHVISION_KINDS + _FILE_KINDS:
         raise VbenchError(f"suite {suite.name!r}: no loader for dataset kind {suite.kind!r}")
