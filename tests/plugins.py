@@ -115,6 +115,8 @@ def tiny_none(img_size=32, num_classes=10, drop_path_rate=0.0):
 
 # The recipe cut down to what a 2-core test machine trains in a second.
 FAST = ["--set", "repeats=1", "--set", "eval_batch_size=64", "--set", "autoaugment=none"]
+# segmentation at test size: 32-pixel crops of a small rescale, two images a batch, no loader processes
+SEG_TINY = ["img_size=32", "scale=[64, 32]", "batch_size=2", "num_workers=0", "warmup_iters=1", "eval_limit=1"]
 
 
 def write_plugin(folder: Path) -> str:

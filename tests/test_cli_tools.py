@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import readme
 from cli import run_cli
 from plugins import FAST, write_plugin
 from vbench import registry
@@ -256,18 +257,6 @@ def test_list_never_cuts_a_name_or_a_number(columns, plugin):
 
 
 # --- the README's commands -------------------------------------------------------------------------------------
-def readme_block(heading: str) -> list[list[str]]:
-    import re
-    import shlex
-
-    from cli import REPO
-
-    text = (REPO / "README.md").read_text()
-    start = text.index(heading)
-    block = re.search(r"```bash\n(.*?)```", text[start:], re.S).group(1)
-    return [shlex.split(line.split("  #")[0])[1:] for line in block.strip().splitlines()]
-
-
 def test_the_readme_commands_before_beside_and_after_a_run(tmp_path):
     import importlib.util
 
@@ -278,7 +267,7 @@ def test_the_readme_commands_before_beside_and_after_a_run(tmp_path):
     db = tmp_path / "results" / "vbench.db"
     where = ["--db", db]
     data = ["--data-root", fixture.root]
-    commands = readme_block("### Before, beside and after a run")
+    commands = readme.commands("### Before, beside and after a run")
     assert [c[0] for c in commands] == ["run", "run", "eval", "eval", "runs", "runs", "report"]
     outputs = []
     for command in commands:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import readme
 from cli import REPO, run_cli
 from plugins import FAST, write_plugin
 from services import process_alive, wait_for
@@ -34,13 +35,17 @@ def setup(tmp_path):
     return command
 
 
-def torchrun(*args, env: dict | None = None) -> subprocess.Popen:
-    """``torchrun --nproc-per-node 2 -m vbench ...`` (stdout and stderr merged), one thread per process."""
+def torchrun(*args, env: dict | None = None, nproc: int = 2) -> subprocess.Popen:
+    """``torchrun --nproc-per-node N -m vbench ...`` (stdout and stderr merged), one thread per process."""
+    return launch("--nproc-per-node", nproc, "-m", "vbench", *args, env=env)
+
+
+def launch(*torchrun_args, env: dict | None = None) -> subprocess.Popen:
     launcher = [shutil.which("torchrun")] if shutil.which("torchrun") else [sys.executable, "-m", "torch.distributed.run"]
     environment = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1",
                    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                    **{key: str(value) for key, value in (env or {}).items()}}
-    return subprocess.Popen([*launcher, "--standalone", "--nproc-per-node", "2", "-m", "vbench", *map(str, args)],
+    return subprocess.Popen([*launcher, "--standalone", *map(str, torchrun_args)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
 
 
@@ -126,6 +131,20 @@ def test_killed_distributed_run_resumes_from_its_checkpoint(setup, tmp_path):
     single = run_cli(*setup, "--epochs", 2, "--db", tmp_path / "single.db")
     assert single.code == 0, single.out + single.err
     assert_same_weights(final_weights(tmp_path / "single.db"), final_weights(db))
+
+
+def test_the_readme_command_trains_lkca_t_over_four_processes(tmp_path):
+    """The README's torchrun command ("## Scaling out"): 4 processes, on the CIFAR-10 fixture, one epoch."""
+    [command] = readme.commands("## Scaling out", program="torchrun")
+    assert command[:4] == ["--nproc-per-node", "4", "-m", "vbench"] and "lkca-t" in command
+    fixture = write_fixture("cifar10", tmp_path / "data", per_batch=8, num_test=20)
+    index = command.index("--data-root")
+    command[index + 1] = fixture.root
+    db = tmp_path / "dist.db"
+    code, out = finished(launch(*command, "--db", db, "--epochs", 1, "--limit", 40, "--batch-size", 20, *FAST))
+    assert code == 0, out
+    [run] = open_store(str(db), write=False).list_runs()
+    assert (run.backbone, run.status, run.steps_done, run.settings["world_size"]) == ("lkca-t", "done", 1, 4)
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_one_error():

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+import readme
 from cli import REPO, run_cli, start_cli
 from leaderboard_fixture import CIFAR10, MODELS, write_fixture_store
 from services import console_errors, free_port, serve_directory
@@ -42,7 +43,7 @@ def site(db, tmp_path_factory) -> Path:
         patch.setattr(runs, "RUNS_SHOWN", 20)
         result = run_cli("leaderboard", "--db", db, "--output", output)
     assert result.code == 0, result.err
-    assert result.out.startswith(f"wrote 30 pages (27 run pages; 12 result rows) to {output}")
+    assert result.out.startswith(f"wrote 31 pages (27 run pages; 12 result rows) to {output}")
     return output
 
 
@@ -403,8 +404,10 @@ def test_serve_prints_the_url_serves_the_site_and_stops_on_ctrl_c(db, tmp_path):
     is the fixture store."""
     (tmp_path / "results").mkdir()
     shutil.copy(db, tmp_path / "results" / "vbench.db")
+    serve = readme.commands("## Leaderboard")[1]
+    assert serve == ["leaderboard", "--serve", "--port", "8000"]
     port = free_port()
-    process = start_cli("leaderboard", "--serve", "--port", port, cwd=tmp_path)
+    process = start_cli(*serve[:-1], port, cwd=tmp_path)
     try:
         lines = []
         while not any("serving" in line for line in lines):
@@ -440,7 +443,8 @@ def test_readme_leaderboard_command(db, tmp_path):
     """The README's command, in a folder whose results/vbench.db is the fixture store."""
     (tmp_path / "results").mkdir()
     shutil.copy(db, tmp_path / "results" / "vbench.db")
-    result = run_cli("leaderboard", "--output", "results/leaderboard", cwd=tmp_path)
+    [write, _] = readme.commands("## Leaderboard")
+    result = run_cli(*write, cwd=tmp_path)
     assert result.code == 0, result.err
     assert (tmp_path / "results" / "leaderboard" / "index.html").is_file()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 
 import torch
 
-from cli import REPO, run_cli
+import readme
+from cli import run_cli
 from plugins import FAST
 from vbench import registry
 from vbench.data.fixtures import write_fixture
@@ -17,24 +17,13 @@ from vbench.segmentation.ade20k import write_ade20k_fixture
 from vbench.store import open_store
 
 
-def readme_section() -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index("### Your own backbone")
-    return text[start:text.index("\n## ", start)]
-
-
 def readme_plugin() -> str:
-    return re.search(r"```python\n(# my_models\.py\n.*?)```", readme_section(), re.S).group(1)
-
-
-def readme_commands() -> list[list[str]]:
-    block = re.search(r"```bash\n(.*?)```", readme_section(), re.S).group(1)
-    return [shlex.split(line)[1:] for line in block.strip().splitlines()]  # without the leading `vbench`
+    return re.search(r"```python\n(# my_models\.py\n.*?)```", readme.section("### Your own backbone"), re.S).group(1)
 
 
 def test_the_readme_plugin_example_lists_measures_and_trains(tmp_path):
     (tmp_path / "my_models.py").write_text(readme_plugin())
-    listed, classify, segment = readme_commands()
+    listed, classify, segment = readme.commands("### Your own backbone")
     assert listed[:3] == ["list", "backbones", "my-net"] and classify[:2] == ["run", "--suite"]
 
     result = run_cli(*listed, cwd=tmp_path)

@@ -3,13 +3,14 @@ fixture with resume, and the Tables 6-7 report."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
+import readme
 from cli import run_cli
+from plugins import SEG_TINY
 from vbench import registry
 from vbench.errors import VbenchError
 from vbench.measure import count_flops, count_params
@@ -19,7 +20,7 @@ from vbench.store import open_store
 from vbench.suites import load_suite
 from vbench.tasks.segmentation import SegmentationTask, build_optimizer
 
-TINY = ["img_size=32", "scale=[64, 32]", "batch_size=2", "num_workers=0", "warmup_iters=1", "eval_limit=1"]
+TINY = SEG_TINY
 
 
 def sets(*extra: str) -> list[str]:
@@ -131,12 +132,14 @@ def test_sets_change_the_recipe_and_its_hash():
 @pytest.fixture(scope="module")
 def ade(tmp_path_factory):
     """The fixture tree and a store holding lkca-s and vit-s under UPerNet (2 iterations, evaluated at 1 and
-    2) and FPN (1 iteration)."""
+    2) and FPN (1 iteration), trained by the README's command ("## Segmentation (ADE20K, Tables 6-7)"); a later
+    `--set head=...` overrides the README's."""
     root = tmp_path_factory.mktemp("seg-cli")
     write_ade20k_fixture(root / "data", n_train=4, n_val=2, size=(40, 56))
     db = root / "runs.db"
-    common = ["run", "--suite", "ade20k", "--backbones", "lkca-s,vit-s", "--data-root", root / "data", "--db", db,
-              "--device", "cpu"]
+    readme_run = readme.commands("## Segmentation (ADE20K, Tables 6-7)")[0]
+    assert readme_run == ["run", "--suite", "ade20k", "--backbones", "lkca-s,vit-s", "--set", "head=upernet"]
+    common = [*readme_run, "--data-root", root / "data", "--db", db, "--device", "cpu"]
     upernet = run_cli(*common, *sets("head=upernet", "iterations=2", "eval_at=[1, 2]"))
     assert upernet.code == 0, upernet.out + upernet.err
     fpn = run_cli(*common, *sets("head=fpn", "iterations=1", "eval_at=[1]"))
@@ -172,7 +175,9 @@ def test_finished_runs_are_skipped(ade):
 
 
 def test_report_renders_tables_6_7(ade):
-    result = run_cli("report", "--db", ade["db"], "--suite", "ade20k", "--compare", "paper")
+    readme_report = readme.commands("## Segmentation (ADE20K, Tables 6-7)")[1]
+    assert readme_report == ["report", "--suite", "ade20k", "--compare", "paper"]
+    result = run_cli(*readme_report, "--db", ade["db"])
     assert result.code == 0, result.err
     assert "| Backbone " in result.out and "UPerNet" in result.out and "FPN" in result.out and "LKCA-S" in result.out
     assert "-seg" not in result.out  # no -seg names in user-facing output

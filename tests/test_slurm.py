@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import readme
 from cli import run_cli, start_cli
 from plugins import FAST, write_plugin
 from services import free_port, wait_for
@@ -38,34 +39,51 @@ def job_ids(cluster) -> set[str]:
     return set(cluster.command("squeue", "-h", "-o", "%i").stdout.split())
 
 
-def test_sweep_of_two_backbones_and_two_seeds_into_postgres(slurm_cluster, fresh_database, sweep, tmp_path):
-    command = [*sweep, "--backbones", "tiny-test,tiny-bn", "--seeds", "0,1", "--epochs", "1", "--db", fresh_database]
-    result = run_cli(*command, *SLURM_FLAGS, env=ENV, cwd=tmp_path)
+def readme_sweep(database: str, data_root: str) -> list[str]:
+    """The README's sweep ("## Scaling out") with this cluster's stand-ins for the user's site: the data
+    root, the database, the partition, the setup line and the extra sbatch option."""
+    command = readme.commands("## Scaling out")[0]
+    stand_ins = {"--data-root": data_root, "--db": database, "--slurm-partition": "debug",
+                 "--slurm-setup": "export VBENCH_SETUP_RAN=1", "--slurm-option": "comment=vbench-tests"}
+    for option, value in stand_ins.items():
+        index = command.index(option)
+        command = [*command[:index + 1], str(value), *command[index + 2:]]
+    return command
+
+
+def test_the_readme_sweep_into_postgres(slurm_cluster, fresh_database, tmp_path):
+    """vit-lite and lkca-t, seeds 0-2: six tasks of one job array, two at a time on this cluster's two CPUs."""
+    fixture = write_fixture("cifar10", tmp_path / "data", per_batch=8, num_test=20)
+    command = [*readme_sweep(fresh_database, fixture.root), "--epochs", "1", "--limit", "20", "--batch-size", "10",
+               *FAST]
+    result = run_cli(*command, env=ENV, cwd=tmp_path)
     assert result.code == 0, result.out + result.err
-    assert re.search(r"submitted 4 of 4 runs as SLURM job \d+", result.out)
-    assert "pending 0  running 0  done 4  failed 0" in result.out  # the progress, as a log gets it
+    assert re.search(r"submitted 6 of 6 runs as SLURM job \d+", result.out)
+    assert "pending 0  running 0  done 6  failed 0" in result.out  # the progress, as a log gets it
 
     runs = open_store(fresh_database, write=False).list_runs()
     assert sorted((run.backbone, run.seed, run.status) for run in runs) == [
-        ("tiny-bn", 0, "done"), ("tiny-bn", 1, "done"), ("tiny-test", 0, "done"), ("tiny-test", 1, "done")]
+        (name, seed, "done") for name in ("lkca-t", "vit-lite") for seed in (0, 1, 2)]
     assert len({run.launch["array_job_id"] for run in runs}) == 1  # one job array
-    assert sorted(run.launch["array_task"] for run in runs) == [0, 1, 2, 3]
+    assert sorted(run.launch["array_task"] for run in runs) == list(range(6))
     for run in runs:
         log = Path(run.launch["log"]).read_text()
         assert f"{run.backbone} seed {run.seed}: done (run {run.id})" in log
-    report = run_cli("report", "--db", fresh_database, "--format", "csv", env=ENV)
+    listed, reported = [[fresh_database if word.startswith("postgresql://") else word for word in command]
+                        for command in readme.commands("## Scaling out")[1:]]
+    report = run_cli(*reported, "--format", "csv", env=ENV)
     rows = {row["backbone"]: row for row in csv.DictReader(io.StringIO(report.out))}
     assert {name: (row["n"], sorted(row["run_ids"].split())) for name, row in rows.items()} == {
-        name: ("2", sorted(str(run.id) for run in runs if run.backbone == name)) for name in ("tiny-bn", "tiny-test")}
+        name: ("3", sorted(str(run.id) for run in runs if run.backbone == name)) for name in ("lkca-t", "vit-lite")}
 
-    listing = run_cli("runs", "--db", fresh_database)
+    listing = run_cli(*listed)
     cells = re.sub(r"[\s│]", "", listing.out)  # a long log path is folded over lines of its cell
     assert all(f"slurm{run.launch['job_id']}" in cells and run.launch["log"] in cells for run in runs)
 
     before = job_ids(slurm_cluster)
-    again = run_cli(*command, *SLURM_FLAGS, env=ENV, cwd=tmp_path)  # idempotent: nothing is done twice
-    assert again.code == 0 and "nothing to submit: all 4 runs are accounted for (4 already done)" in again.out
-    assert job_ids(slurm_cluster) <= before and len(open_store(fresh_database, write=False).list_runs()) == 4
+    again = run_cli(*command, env=ENV, cwd=tmp_path)  # idempotent: nothing is done twice
+    assert again.code == 0 and "nothing to submit: all 6 runs are accounted for (6 already done)" in again.out
+    assert job_ids(slurm_cluster) <= before and len(open_store(fresh_database, write=False).list_runs()) == 6
 
 
 def submit_hanging_run(cluster, database: str, command: list, tmp_path: Path, ctrl_c: bool) -> tuple[object, dict]:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Iterable
 
 from vbench.errors import VbenchError
+from vbench.store import run_precision
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Results:
 
 
 def _group_key(run) -> tuple:
-    precision = (run.settings or {}).get("precision", "fp32")
+    precision = run_precision(run)
     return (run.suite, run.backbone, run.recipe_hash, run.data_id, precision)
 
 
@@ -127,7 +128,7 @@ def _group(rows: list) -> ResultGroup:
     return ResultGroup(
         task=first.task, suite=first.suite, dataset=first.dataset, backbone=first.backbone, family=first.family,
         paper_names=tuple(names), recipe_hash=first.recipe_hash, recipe=_stored_recipe(first),
-        data_id=first.data_id, data=dict(first.data or {}), precision=(first.settings or {}).get("precision", "fp32"),
+        data_id=first.data_id, data=dict(first.data or {}), precision=run_precision(first),
         step_unit=first.step_unit or "epoch", steps=first.steps, runs=[by_seed[s] for s in sorted(by_seed)])
 
 

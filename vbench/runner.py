@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -126,6 +127,14 @@ class Precision:
             return nullcontext()
         return torch.autocast(self.device_type, dtype=torch.bfloat16 if self.name == "bf16" else torch.float16)
 
+    def attention(self):
+        """The attention kernels for training: on the CPU in bf16, the math path. The fused (flash) kernel's
+        bf16 backward took 76% of a ViT-Small step there and made bf16 1.8x slower than fp32; the math
+        path runs on the bf16 matmuls (AMX) instead. Results are equal up to bf16 rounding either way."""
+        if self.name == "bf16" and self.device_type == "cpu":
+            return sdpa_kernel([SDPBackend.MATH])
+        return nullcontext()
+
     def scaler(self) -> torch.amp.GradScaler:
         return torch.amp.GradScaler("cuda", enabled=self.name == "fp16")
 
@@ -176,24 +185,37 @@ def _reset_peak_rss() -> bool:
 
 
 class Compiled:
-    """``torch.compile`` of a model for training that falls back to eager, with a one-line warning, when
-    compiling fails; ``compiled`` says what ran. Evaluation always uses ``eager``."""
+    """``torch.compile`` of a model's training forward, run inside ``context`` (the precision's attention
+    kernels; inside the compiled region, so that the graph is traced with them), falling back to eager with
+    a one-line warning when compiling fails; ``compiled`` says what ran. Evaluation always uses ``eager``."""
 
-    def __init__(self, model: nn.Module, enabled: bool, warn):
+    def __init__(self, model: nn.Module, enabled: bool, warn, context=nullcontext, backend="inductor"):
         self.eager, self.warn = model, warn
-        self.module = torch.compile(model) if enabled else model
+
+        def forward(*args, **kwargs):
+            with context():
+                return model(*args, **kwargs)
+
+        self.forward = forward
+        self.module = torch.compile(forward, backend=backend) if enabled else forward
         self.compiled = enabled
 
     def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def run_step(self, step):
+        """``step(self)``: a forward and a backward through this model. A compiled step that fails, in the
+        forward, in the backward (compiled at its first call) or in a recompile (the last, smaller batch), is
+        run again eagerly, and every later step with it."""
         try:
-            return self.module(*args, **kwargs)
+            return step(self)
         except Exception as exc:  # noqa: BLE001 - a graph inductor cannot take runs eagerly
             if not self.compiled:
                 raise
             self.warn(f"warning: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
                       "training eagerly")
-            self.module, self.compiled = self.eager, False
-            return self.module(*args, **kwargs)
+            self.module, self.compiled = self.forward, False
+            return step(self)
 
 
 # --- per-stage bookkeeping -------------------------------------------------------------------------
@@ -338,7 +360,8 @@ class Runner:
         self.progress.console.print(message, highlight=False)
 
     def key(self, job: Job) -> RunKey:
-        return RunKey(self.suite.name, job.spec.name, job.seed, self.suite.recipe.key_hash(), self.data.identity)
+        return RunKey(self.suite.name, job.spec.name, job.seed, self.suite.recipe.key_hash(), self.data.identity,
+                      self.precision.name)
 
     def run_job(self, job: Job) -> RunOutcome:
         label = f"{job.spec.name} seed {job.seed}"
@@ -443,7 +466,7 @@ class Runner:
                 scaler.load_state_dict(checkpoint["scaler"])
         self.progress.advance(self.overall, len(totals.history))
         outcome.resumed_from = len(totals.history)
-        train_model = Compiled(self.dist.wrap(model), self.options.compile, self._log)
+        train_model = Compiled(self.dist.wrap(model), self.options.compile, self._log, self.precision.attention)
         compiling = self.options.compile  # the first step compiles: it is timed apart from training
 
         for stage in self.stages[len(totals.history):]:
@@ -456,10 +479,8 @@ class Runner:
                 batch = self.dist.shard(batch)  # this rank's share of the global batch
                 step_started = time.perf_counter() if compiling else None
                 schedule.step_update(stage.first_iteration + step)
-                with precision.autocast():
-                    loss, stats, size = task.train_step(train_model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                loss, stats, size = train_model.run_step(
+                    lambda model: self._forward_backward(model, batch, optimizer, scaler))
                 scaler.step(optimizer)
                 scaler.update()
                 meter.add(loss, stats, size)
@@ -480,6 +501,13 @@ class Runner:
             self._log(f"{label} {self.info.step_unit} {stage.label}/{self.stages[-1].label}: "
                       f"{_row_text(row, self.info)}")
         self._done(outcome, run_id, key, totals, session_start, train_model, model, evaluation)
+
+    def _forward_backward(self, model, batch, optimizer, scaler):
+        with self.precision.autocast():
+            loss, stats, size = self.task.train_step(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        return loss, stats, size
 
     def _record(self, run_id, key, stage, row, totals, model, optimizer, scaler, memory, session_start) -> None:
         totals.add(stage.label, row, memory.read())

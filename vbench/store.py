@@ -162,6 +162,11 @@ class RunKey:
     seed: int
     recipe_hash: str
     data_id: str | None = None
+    precision: str = "fp32"  # a bf16 run is another experiment than the fp32 run of the same recipe
+
+
+def run_precision(run: "Run") -> str:
+    return (run.settings or {}).get("precision", "fp32")
 
 
 # --- locations -------------------------------------------------------------------------------------
@@ -416,7 +421,7 @@ class Store:
 
         def work(session: Session) -> tuple[str, Run | None]:
             self._lock_key(session, key)
-            rows = list(session.scalars(_key_query(key).order_by(Run.id.desc())))
+            rows = _key_rows(session, key)
             now = utcnow()
             done = [r for r in rows if r.status == "done"]
             if done and not force:
@@ -448,7 +453,7 @@ class Store:
 
         def work(session: Session) -> int:
             self._lock_key(session, key)
-            rows = list(session.scalars(_key_query(key).order_by(Run.id.desc())))
+            rows = _key_rows(session, key)
             now = utcnow()
             kept = [r for r in rows if r.status == "done" or r.status == "running" and (
                 (r.launch or {}).get("job_id") == launch.get("job_id")
@@ -504,8 +509,7 @@ class Store:
 
     def find_runs(self, key: RunKey, statuses: tuple[str, ...] = RUN_STATUSES) -> list[Run]:
         """Runs of ``key`` with one of ``statuses``, newest first."""
-        query = _key_query(key).where(Run.status.in_(statuses)).order_by(Run.id.desc())
-        return self._read(lambda s: list(s.scalars(query)))
+        return self._read(lambda s: [run for run in _key_rows(s, key) if run.status in statuses])
 
     def list_runs(self, suite: str | None = None, backbones: list[str] | None = None, status: str | None = None,
                   task: str | None = None) -> list[Run]:
@@ -633,10 +637,13 @@ def holder_alive(owner: str, heartbeat_at: datetime | None, now: datetime) -> bo
     return heartbeat_at is not None and now - heartbeat_at < timedelta(seconds=LEASE_SECONDS)
 
 
-def _key_query(key: RunKey):
+def _key_rows(session: Session, key: RunKey) -> list[Run]:
+    """The key's runs, newest first; the precision lives in the settings JSON, so it is compared here rather
+    than in SQL (the JSON operators differ between SQLite and PostgreSQL)."""
     data = Run.data_id.is_(None) if key.data_id is None else Run.data_id == key.data_id
-    return select(Run).where(Run.suite == key.suite, Run.backbone == key.backbone, Run.seed == key.seed,
-                             Run.recipe_hash == key.recipe_hash, data)
+    query = select(Run).where(Run.suite == key.suite, Run.backbone == key.backbone, Run.seed == key.seed,
+                              Run.recipe_hash == key.recipe_hash, data).order_by(Run.id.desc())
+    return [run for run in session.scalars(query) if run_precision(run) == key.precision]
 
 
 def _with_connection(engine: Engine, work: Callable[[Connection], T]) -> T:
