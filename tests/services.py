@@ -507,18 +507,25 @@ def postgres_server() -> Iterator[PostgresServer]:
     """The PostgreSQL server of $VBENCH_TEST_POSTGRES_URL, else a throwaway one started (and stopped) here."""
     if importlib.util.find_spec("psycopg2") is None:  # the dev extra installs it
         service_unavailable("psycopg2 is not installed (python3 -m pip install -e '.[dev]')")
-    announced = PostgresServer.from_environment()
+    with announced_or_started(PostgresServer) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def announced_or_started(service) -> Iterator:
+    """The ``service`` the environment announces, else one started here and removed afterwards."""
+    announced = service.from_environment()
     if announced is not None:
         yield announced
         return
     try:
-        server = PostgresServer.create()
+        started = service.create()
     except ServiceUnavailable as exc:
         service_unavailable(str(exc))
     try:
-        yield server
+        yield started
     finally:
-        server.remove()
+        started.remove()
 
 
 @pytest.fixture(scope="session")
@@ -556,20 +563,9 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
 
     While the session runs, SLURM_CONF points at it, so code under test that calls sbatch finds it.
     """
-    announced = SlurmCluster.from_environment()
-    if announced is not None:
-        yield announced
-        return
-    try:
-        cluster = SlurmCluster.create()
-    except ServiceUnavailable as exc:
-        service_unavailable(str(exc))
-    with pytest.MonkeyPatch.context() as patch:
+    with announced_or_started(SlurmCluster) as cluster, pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLURM_CONF", str(cluster.conf))
-        try:
-            yield cluster
-        finally:
-            cluster.remove()
+        yield cluster
 
 
 @pytest.fixture

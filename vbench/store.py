@@ -41,6 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from sqlalchemy.pool import StaticPool
 
 from vbench.errors import VbenchError
+from vbench.paths import creatable
 
 SCHEMA_VERSION = 3  # 2: epochs.metrics; 3: task-independent runs/steps, evaluations, store identity, leases
 DEFAULT_URL = "sqlite:///results/vbench.db"
@@ -225,10 +226,8 @@ def check_url(db: str | None, write: bool = True) -> str:
         return url
     if not write:
         raise VbenchError(f"no run store at {str(path)!r}; run `vbench run` first or give the right --db / $VBENCH_DB")
-    ancestor = path.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+    can_create, ancestor = creatable(path)
+    if not can_create:
         raise VbenchError(f"database path {str(path)!r} cannot be created ({str(ancestor)!r} is not a writable "
                           "directory); give a writable --db path")
     return url

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from vbench.errors import VbenchError
+from vbench.paths import creatable
 
 MARKER = ".vbench-leaderboard"  # the file that says a folder is a site vbench wrote (and may replace)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -46,10 +47,8 @@ def check_output(output: str | Path) -> Path:
         if any(target.iterdir()) and not (target / MARKER).is_file():
             raise VbenchError(f"--output {str(output)!r} holds files that are not a vbench leaderboard (no {MARKER}); "
                               "give a new or empty folder, it is replaced whole")
-    ancestor = target.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+    can_create, ancestor = creatable(target)
+    if not can_create:
         raise VbenchError(f"cannot write the leaderboard to {str(output)!r}: {str(ancestor)!r} is not a writable "
                           "folder; give a writable --output")
     return target
