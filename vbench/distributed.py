@@ -87,10 +87,12 @@ class Distributed:
         import torch
         from torch.nn.parallel import DistributedDataParallel
 
+        # find_unused_parameters: some paper models keep parameters outside the forward (LKCA's released code
+        # has an unused class token, counted in # Params); DDP would otherwise wait for their gradients forever.
         if self.backend == "nccl":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            return DistributedDataParallel(model, device_ids=[self.local_rank])
-        return DistributedDataParallel(convert_cpu_sync_batchnorm(model))
+            return DistributedDataParallel(model, device_ids=[self.local_rank], find_unused_parameters=True)
+        return DistributedDataParallel(convert_cpu_sync_batchnorm(model), find_unused_parameters=True)
 
     def sum(self, tensor):
         """``tensor`` summed over the ranks (in place)."""

@@ -284,7 +284,7 @@ def _configure_sqlite(engine: Engine, read_only: bool) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if not read_only:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -293,6 +293,20 @@ def _configure_sqlite(engine: Engine, read_only: bool) -> None:
     def on_begin(connection):
         immediate = connection.get_execution_options().get("vbench_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _use_wal(cursor) -> None:
+    """Switch a new file to WAL (the mode is kept in the file). The switch needs the file to itself and
+    SQLite answers "database is locked" at once, without the busy wait, while other processes open it for
+    the first time: retried here for as long as the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _read_only_sqlite_engine(path: Path) -> Engine:
