@@ -53,6 +53,7 @@ def test_bf16_and_compiled_runs_record_what_ran_and_are_reported_apart(setup):
     assert report.code == 0, report.err
     assert "1 finished run of other recipes, data or precisions are not shown" in report.out
     assert "Runs at bf16/fp16 are reported apart from fp32 runs; the paper's runs were fp32." in report.out
+    assert "Precision bf16: tiny-test trained with bf16 autocast (the paper's runs were fp32)." in report.out
     rows = json.loads(run_cli("report", "--db", db, "--plugin", plugin, "--format", "json").out)["sections"][0]["rows"]
     assert [(row["backbone"], row["n"], row["precision"]) for row in rows] == [("tiny-test", 1, "bf16")]
 

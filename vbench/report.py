@@ -198,6 +198,9 @@ def recipe_notes(groups: list[ResultGroup]) -> list[str]:
         where = f" from {data['root']}" if data.get("root") else ""
         notes.append(f"Data {data_id[:8]}: {sizes.get('train', '?')} train / {sizes.get('test', '?')} "
                      f"test images{where}{limit}.")
+    for precision in dict.fromkeys(g.precision for g in groups if g.precision != "fp32"):
+        names = ", ".join(g.backbone for g in groups if g.precision == precision)
+        notes.append(f"Precision {precision}: {names} trained with {precision} autocast (the paper's runs were fp32).")
     return notes
 
 
