@@ -27,13 +27,12 @@ from rich.console import Console
 from rich.table import Table
 
 from _timing import sync
-from train_step import BenchTask, cifar_shaped
+from train_step import cifar_shaped, make_stepper, seconds_per_step
 from vbench import registry
-from vbench.augment import BatchedRecipe, mixed_cross_entropy
+from vbench.augment import BatchedRecipe
 from vbench.errors import VbenchError
-from vbench.runner import Compiled, Precision, resolve_device
+from vbench.runner import Precision, resolve_device
 from vbench.suites import load_suite
-from vbench.tasks.classification import cosine_schedule
 
 SETTINGS = {"fp32": (False, False), "bf16": (True, False), "compile": (False, True), "bf16+compile": (True, True)}
 
@@ -51,43 +50,19 @@ def parse_args() -> argparse.Namespace:
 
 @dataclass
 class Stepper:
-    """One setting's training step, ready to time: its own model and optimizer, compiled once."""
+    """One setting's training step, ready to time, and the seconds its first two steps took (compiling)."""
 
     step: Callable[[int], None]
     compile_s: float
 
 
-def make_stepper(spec, suite, device, amp: bool, compile_model: bool, batches: list) -> Stepper:
-    precision = Precision.resolve(amp, device)
-    torch.manual_seed(0)
-    model = BenchTask(suite, device).build_model(spec).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=suite.recipe.lr, weight_decay=suite.recipe.weight_decay)
-    schedule = cosine_schedule(optimizer, suite.recipe, len(batches))
-    trained = Compiled(model, compile_model, print, precision.attention)  # as the Runner trains it
-
-    def step(index: int) -> None:
-        batch = batches[index % len(batches)]
-        schedule.step_update(index % len(batches))
-        with precision.autocast():
-            logits = trained(batch.x)
-        loss = mixed_cross_entropy(logits.float(), batch, suite.recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+def ready_stepper(spec, suite, device, amp: bool, compile_model: bool, batches: list) -> Stepper:
+    step = make_stepper(spec, suite, device, amp, compile_model, batches)
     start = time.perf_counter()
     step(0)  # compiles forward and backward, when compiling
     step(1)
     sync(device)
     return Stepper(step, time.perf_counter() - start)
-
-
-def seconds_per_step(stepper: Stepper, steps: int, device) -> float:
-    start = time.perf_counter()
-    for index in range(steps):
-        stepper.step(index)
-    sync(device)
-    return (time.perf_counter() - start) / steps
 
 
 def usable_settings(names: list[str], device, console: Console) -> list[str]:
@@ -109,11 +84,11 @@ def measure_backbone(name: str, args, suite, device, settings: list[str], consol
     steppers = {}
     for setting in settings:
         amp, compile_model = SETTINGS[setting]
-        steppers[setting] = make_stepper(spec, suite, device, amp, compile_model, batches)
+        steppers[setting] = ready_stepper(spec, suite, device, amp, compile_model, batches)
     samples: dict[str, list[float]] = {setting: [] for setting in settings}
     for _ in range(args.rounds):
         for setting, stepper in steppers.items():
-            samples[setting].append(seconds_per_step(stepper, args.steps, device))
+            samples[setting].append(seconds_per_step(stepper.step, args.steps, device))
     console.print(f"{name}: measured {', '.join(settings)}", highlight=False)
     return {"samples": samples, "compile_s": {setting: s.compile_s for setting, s in steppers.items()}}
 

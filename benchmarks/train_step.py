@@ -30,7 +30,7 @@ from _timing import sync
 from vbench import registry
 from vbench.augment import BatchedRecipe, mixed_cross_entropy
 from vbench.data import Dataset
-from vbench.runner import Precision, RunOptions, Runner, resolve_device
+from vbench.runner import Compiled, Precision, RunOptions, Runner, resolve_device
 from vbench.store import open_store
 from vbench.suites import load_suite
 from vbench.tasks.base import DataInfo
@@ -96,20 +96,20 @@ def runner_seconds(spec, suite, options: RunOptions, steps: int, pipeline: str, 
     return step.metrics["time_s"] / steps
 
 
-def bare_seconds(spec, suite, options: RunOptions, prepared: list) -> float:
-    """Seconds per step of a plain loop over the same prepared batches and the same model."""
-    device = resolve_device(options.device)
-    precision = Precision.resolve(options.amp, device)
-    task = BenchTask(suite, device)
+def make_stepper(spec, suite, device, amp: bool, compile_model: bool, batches: list):
+    """A plain training step over ``batches`` (lr step, forward, mixed loss, backward, AdamW step) with its own
+    model and optimizer, compiled as the Runner compiles; ``step(i)`` trains on batch ``i`` (cycling)."""
+    precision = Precision.resolve(amp, device)
     torch.manual_seed(0)
-    model = task.build_model(spec).to(device).train()
+    model = BenchTask(suite, device).build_model(spec).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=suite.recipe.lr, weight_decay=suite.recipe.weight_decay)
-    schedule = cosine_schedule(optimizer, suite.recipe, len(prepared))
-    trained = torch.compile(model) if options.compile else model
+    schedule = cosine_schedule(optimizer, suite.recipe, len(batches))
+    trained = Compiled(model, compile_model, print, precision.attention)
     scaler = precision.scaler()
 
-    def step(index: int, batch) -> None:
-        schedule.step_update(index)
+    def step(index: int) -> None:
+        batch = batches[index % len(batches)]
+        schedule.step_update(index % len(batches))
         with precision.autocast():
             logits = trained(batch.x)
         loss = mixed_cross_entropy(logits.float(), batch, suite.recipe.label_smoothing)
@@ -118,13 +118,24 @@ def bare_seconds(spec, suite, options: RunOptions, prepared: list) -> float:
         scaler.step(optimizer)
         scaler.update()
 
-    step(0, prepared[0])  # compiles, when compiling
-    sync(device)
+    return step
+
+
+def seconds_per_step(step, steps: int, device) -> float:
     start = time.perf_counter()
-    for index, batch in enumerate(prepared):
-        step(index, batch)
+    for index in range(steps):
+        step(index)
     sync(device)
-    return (time.perf_counter() - start) / len(prepared)
+    return (time.perf_counter() - start) / steps
+
+
+def bare_seconds(spec, suite, options: RunOptions, prepared: list) -> float:
+    """Seconds per step of a plain loop over the same prepared batches and the same model."""
+    device = resolve_device(options.device)
+    step = make_stepper(spec, suite, device, options.amp, options.compile, prepared)
+    step(0)  # compiles, when compiling
+    sync(device)
+    return seconds_per_step(step, len(prepared), device)
 
 
 def main() -> None:

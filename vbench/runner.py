@@ -187,10 +187,10 @@ def _reset_peak_rss() -> bool:
 class Compiled:
     """``torch.compile`` of a model's training forward, run inside ``context`` (the precision's attention
     kernels; inside the compiled region, so that the graph is traced with them), falling back to eager with
-    a one-line warning when compiling fails; ``compiled`` says what ran. Evaluation always uses ``eager``."""
+    a one-line warning when compiling fails; ``compiled`` says what ran. Evaluation uses the model itself."""
 
     def __init__(self, model: nn.Module, enabled: bool, warn, context=nullcontext, backend="inductor"):
-        self.eager, self.warn = model, warn
+        self.warn = warn
 
         def forward(*args, **kwargs):
             with context():
