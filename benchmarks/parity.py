@@ -20,6 +20,7 @@ from rich.table import Table
 
 from vbench.api import run_suite
 from vbench.runner import RunOptions
+from vbench.store import open_store
 
 SETTINGS = {"fp32 eager": RunOptions(amp=False, compile=False), "bf16+compile": RunOptions(amp=True, compile=True)}
 TARGET_POINTS = 1.0
@@ -37,12 +38,10 @@ def train(args, options: RunOptions, db: Path) -> dict[tuple[str, int], tuple[fl
     """(backbone, seed) -> (top-1, training images/s) of each run."""
     result = run_suite(args.suite, args.backbones, args.seeds, db=str(db),
                        options=RunOptions(**{**options.__dict__, "checkpoints": False}), console=Console(quiet=True))
-    from vbench.store import open_store
-
+    trained = {outcome.run_id for outcome in result.outcomes}
     store = open_store(str(db), write=False)
-    runs = {outcome.run_id: outcome for outcome in result.outcomes}
     measured = {(run.backbone, run.seed): (run.metrics["top1"], run.train_images_per_s or 0.0)
-                for run in store.list_runs(status="done") if run.id in runs}
+                for run in store.list_runs(status="done") if run.id in trained}
     store.close()
     return measured
 

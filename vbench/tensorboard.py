@@ -8,10 +8,10 @@ stays the record and TensorBoard a view of it. Scalars: ``train/<metric>`` for t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from vbench.errors import VbenchError
+from vbench.paths import writable_folder
 
 INSTALL_HINT = "pip install 'vbench[tensorboard]' (or pip install tensorboard)"
 
@@ -23,10 +23,8 @@ def check_log_dir(folder: str) -> Path:
     except ImportError:
         raise VbenchError(f"--tensorboard needs the tensorboard package; {INSTALL_HINT}") from None
     path = Path(folder).expanduser()
-    ancestor = path
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+    can_write, ancestor = writable_folder(path)
+    if not can_write:
         raise VbenchError(f"--tensorboard {folder!r} cannot be written ({str(ancestor)!r} is not a writable folder)")
     return path
 
