@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -69,7 +70,14 @@ def start_cli(*args, env: dict | None = None, cwd: Path | None = None) -> subpro
     environment = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": str(torch.get_num_threads()),
                    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "vbench", *map(str, args)], cwd=cwd or REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """Tests send Ctrl-C: a suite started in the background (``pytest &``, SIGINT ignored and inherited)
+    would otherwise start vbench deaf to it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def process_result(*args, env: dict | None = None, cwd: Path | None = None, timeout: float = 300) -> Result:

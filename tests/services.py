@@ -97,6 +97,10 @@ def run(command: list, timeout: float = 60, env: dict | None = None, check: bool
     return result
 
 
+FINAL_JOB_STATES = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+                    "PREEMPTED", "TIMEOUT"}
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -317,24 +321,26 @@ class SlurmCluster:
         return re.search(r"JobState=(\S+)", output).group(1)
 
     def wait_jobs(self, job_ids: list[str], timeout: float = 120) -> dict[str, str]:
-        """Wait until none of ``job_ids`` is pending or running; returns their final states.
+        """Wait until every one of ``job_ids`` is in a final state; returns those states.
 
-        Polls scontrol every 0.2 s: ``sbatch --wait`` polls at a growing interval and added up to
-        ten seconds to a two-second job. An array job's id stands for all its tasks.
+        Final, not "neither pending nor running": a requeued job passes through REQUEUED and other
+        flagged states on its way back to PENDING. Polls scontrol every 0.2 s: ``sbatch --wait`` polls at
+        a growing interval and added up to ten seconds to a two-second job. An array job's id stands for
+        all its tasks.
         """
-        finished = {}
+        states = {}
 
         def all_done() -> bool:
             for job_id in job_ids:
                 output = self.command("scontrol", "-o", "show", "job", job_id).stdout
-                states = re.findall(r"JobState=(\S+)", output)
-                if any(state in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED") for state in states):
-                    return False
-                finished[job_id] = ",".join(sorted(set(states)))
-            return True
+                states[job_id] = ",".join(sorted(set(re.findall(r"JobState=(\S+)", output))))
+            return all(set(state.split(",")) <= FINAL_JOB_STATES for state in states.values())
 
-        wait_for(all_done, timeout, f"SLURM jobs {', '.join(job_ids)} to finish")
-        return finished
+        try:
+            wait_for(all_done, timeout, f"SLURM jobs {', '.join(job_ids)} to finish")
+        except ServiceError as exc:
+            raise ServiceError(f"{exc} (last seen: {states})") from None
+        return states
 
     def wait_idle(self, timeout: float = 60) -> None:
         wait_for(lambda: self.node_states() == ["idle"], timeout, f"the SLURM node of {self.conf} to be idle")
@@ -427,7 +433,9 @@ def write_slurm_conf(root: Path, munge_socket: Path) -> Path:
         "SlurmdUser": "root",
         "AuthType": "auth/munge",
         "CredType": "cred/munge",
-        "AuthInfo": f"socket={munge_socket}",
+        # cred_expire also holds a requeued job back (cred_expire + 1 s) until slurmd has forgotten the revoked
+        # credential of its first run; 120 s by default, which tests need not wait.
+        "AuthInfo": f"socket={munge_socket},cred_expire=20",
         "ProctrackType": "proctrack/linuxproc",
         "TaskPlugin": "task/none",
         "SelectType": "select/cons_tres",

@@ -130,12 +130,13 @@ def test_preempted_job_is_requeued_by_submitit_and_resumes(slurm_cluster, fresh_
     job_id = queued.launch["job_id"]
     slurm_cluster.command("scancel", "--signal=USR2", job_id)  # SLURM's warning before preemption or the time limit
     wait_for(lambda: slurm_cluster.job_state(job_id) == "PENDING", 60, "submitit to requeue the job")
-    slurm_cluster.command("scontrol", "update", f"JobId={job_id}", "StartTime=now")  # SLURM holds requeued jobs ~2 min
-    slurm_cluster.wait_jobs([job_id])
+    # SLURM starts the requeued job itself, once the first run's credential has expired (the cluster's
+    # cred_expire, 20 s): forcing an earlier start races slurmd, which may refuse the launch and hold the job.
+    final = slurm_cluster.wait_jobs([job_id])
     store = open_store(fresh_database, write=False)
     [run] = store.list_runs()
-    assert (run.id, run.status, [s.step for s in store.steps(run.id)]) == (queued.id, "done", [1, 2, 3])
     log = Path(run.launch["log"]).read_text()
+    assert (run.id, run.status, [s.step for s in store.steps(run.id)]) == (queued.id, "done", [1, 2, 3]), (final, log)
     assert "Requeued job" in log and f"resuming run {run.id} from its checkpoint after epoch 1" in log
 
 

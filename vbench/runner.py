@@ -382,10 +382,10 @@ class Runner:
             self._log(f"{label}: run {run.id} is being trained by {run.owner}; skipped (it becomes resumable if "
                       f"that process stops renewing its lease)")
             return self._advance(outcome, "busy")
-        checkpoint = self.dist.from_main(lambda: self._resume_point(run.id, key, label), self.device) \
-            if state == "resume" else None
         try:
             with Lease(self.store, run.id, self.owner, self._log) if self.dist.is_main else nullcontext():
+                checkpoint = self.dist.from_main(lambda: self._resume_point(run.id, key, label), self.device) \
+                    if state == "resume" else None
                 self._train(job, run.id, key, checkpoint, outcome, label)
         except KeyboardInterrupt:
             self._finish(outcome, "interrupted", "interrupted by the user (Ctrl-C)")
