@@ -323,8 +323,8 @@ class SlurmCluster:
     def wait_jobs(self, job_ids: list[str], timeout: float = 120) -> dict[str, str]:
         """Wait until every one of ``job_ids`` is in a final state; returns those states.
 
-        Final, not "neither pending nor running": a requeued job passes through REQUEUED and other
-        flagged states on its way back to PENDING. Polls scontrol every 0.2 s: ``sbatch --wait`` polls at
+        Final, not "neither pending nor running": a requeued or held job shows states (REQUEUED,
+        REQUEUE_HOLD, SPECIAL_EXIT, ...) that are not its end. Polls scontrol every 0.2 s: ``sbatch --wait`` polls at
         a growing interval and added up to ten seconds to a two-second job. An array job's id stands for
         all its tasks.
         """
