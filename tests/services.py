@@ -97,10 +97,6 @@ def run(command: list, timeout: float = 60, env: dict | None = None, check: bool
     return result
 
 
-FINAL_JOB_STATES = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
-                    "PREEMPTED", "TIMEOUT"}
-
-
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -290,6 +286,11 @@ def _slurm_program(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin")
 
 
+# The states a SLURM job ends in (man squeue, JOB STATE CODES).
+FINAL_JOB_STATES = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+                    "PREEMPTED", "TIMEOUT"}
+
+
 @dataclass
 class SlurmCluster:
     """A SLURM cluster reached through ``conf``; ``root`` holds its state when these tests started it."""
@@ -324,9 +325,9 @@ class SlurmCluster:
         """Wait until every one of ``job_ids`` is in a final state; returns those states.
 
         Final, not "neither pending nor running": a requeued or held job shows states (REQUEUED,
-        REQUEUE_HOLD, SPECIAL_EXIT, ...) that are not its end. Polls scontrol every 0.2 s: ``sbatch --wait`` polls at
-        a growing interval and added up to ten seconds to a two-second job. An array job's id stands for
-        all its tasks.
+        REQUEUE_HOLD, SPECIAL_EXIT, ...) that are not its end. Polls scontrol every 0.2 s: ``sbatch
+        --wait`` polls at a growing interval and added up to ten seconds to a two-second job. An array
+        job's id stands for all its tasks.
         """
         states = {}
 

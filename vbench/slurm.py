@@ -45,8 +45,6 @@ RESERVED_OPTIONS = {
     "error": "vbench (the log files)", "e": "vbench (the log files)", "open-mode": "vbench (the log files)",
     "signal": "vbench (requeue before the time limit)", "wrap": "vbench",
 }
-PENDING_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED",
-                  "STOPPED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 RUNNING_STATES = {"RUNNING", "COMPLETING"}
 
 
