@@ -9,10 +9,10 @@ and the same patch size (the paper's patch size), and dropout and embedding drop
 from __future__ import annotations
 
 import torch.nn as nn
+from vbench.backbones._sizes import token_patch_size
 from vit_pytorch.cross_vit import CrossViT
 
-from backbones._sizes import token_patch_size
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 
 def build_crossvit(

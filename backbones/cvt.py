@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn as nn
 from vit_pytorch.cvt import CvT
 
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 STAGE_KEYS = ("emb_dim", "emb_kernel", "emb_stride", "heads", "depth")
 

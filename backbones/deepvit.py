@@ -7,10 +7,10 @@ parameter and FLOP counts exactly) with the constructor arguments of the paper's
 from __future__ import annotations
 
 import torch.nn as nn
+from vbench.backbones._sizes import token_patch_size
 from vit_pytorch.deepvit import DeepViT
 
-from backbones._sizes import token_patch_size
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 
 def build_deepvit(name: str, img_size: int, num_classes: int, *, patch_size: int | None = None, **config) -> nn.Module:

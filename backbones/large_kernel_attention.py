@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from vbench.backbones.lkca import token_grid
+from vbench.backbones.vit import small_vit
 
-from backbones.lkca import _grid
-from backbones.vit import small_vit
 from vbench.errors import VbenchError
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 LSKA_DEFAULT_KERNEL = 23  # LKA's receptive field (5 + (7-1)*3), so lka-* and lska-* see the same window
 
@@ -100,7 +100,7 @@ class SpatialAttentionMixer(nn.Module):
 
 
 def attention_vit(img_size, num_classes, *, dim, depth, heads, make_attention, mlp_ratio=2.0, **overrides):
-    grid = _grid(img_size, overrides.get("patch_size"))
+    grid = token_grid(img_size, overrides.get("patch_size"))
     return small_vit(
         img_size, num_classes, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, pool="avg",
         mixer=lambda _: SpatialAttentionMixer(dim, grid, make_attention(dim)), **overrides,

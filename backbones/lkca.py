@@ -15,11 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from timm.models.vision_transformer import Attention
+from vbench.backbones._sizes import token_patch_size
+from vbench.backbones.vit import CHASSIS_NAME, plain_encoder, small_vit
 
-from backbones._sizes import token_patch_size
-from backbones.vit import CHASSIS_NAME, small_vit
 from vbench.errors import VbenchError
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 VIEWS = ("conv", "matrix", "auto")
 # Faster view per device type, from benchmarks/lkca_op.py (see its docstring for the measured table).
@@ -62,6 +62,8 @@ class LKCA(nn.Module):
     every channel; then Linear(C, C). ``forward`` takes the token grid ``hw`` when it is not the
     training grid (segmentation at other input sizes)."""
 
+    paper_counter_view = "conv"  # the view the authors ran, whose F.conv2d their FLOP counter never saw
+
     def __init__(self, dim: int, grid_size: int, heads: int, dim_head: int | None = None, view: str = "auto"):
         super().__init__()
         if view not in VIEWS:
@@ -83,7 +85,7 @@ class LKCA(nn.Module):
         return self.proj(operator(values, self.kernel, grid))
 
 
-def _grid(img_size: int, patch_size: int | None) -> int:
+def token_grid(img_size: int, patch_size: int | None) -> int:
     return img_size // token_patch_size(CHASSIS_NAME, img_size, patch_size)
 
 
@@ -93,7 +95,7 @@ def lkca_vit(
 ) -> nn.Module:
     """ViT chassis with LKCA in every layer, mean-pooled head, and the released code's unused class
     token (a (1, 1, dim) parameter that is counted in # Params but never enters the forward pass)."""
-    grid = _grid(img_size, overrides.get("patch_size"))
+    grid = token_grid(img_size, overrides.get("patch_size"))
     model = small_vit(
         img_size, num_classes, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, pool="avg",
         mixer=lambda _: LKCA(dim, grid, heads, view=lkca_view), **overrides,
@@ -125,7 +127,7 @@ def hybrid_vit(
     img_size: int, num_classes: int, *, dim: int, depth: int, heads: int, mlp_ratio: float = 2.0,
     lkca_view: str = "auto", drop_path_rate: float = 0.1, **overrides,
 ) -> nn.Module:
-    grid = _grid(img_size, overrides.get("patch_size"))
+    grid = token_grid(img_size, overrides.get("patch_size"))
     return small_vit(
         img_size, num_classes, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, pool="avg",
         drop_path_rate=drop_path_rate,
@@ -194,19 +196,21 @@ def lkca_hybrid_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.
 # --- segmentation encoders (Tables 6-7): the ViT-S/B encoders of backbones.vit with LKCA for MSA -----
 # No class token, position embedding over the patch grid, one shared learnable (2s-1)x(2s-1) kernel
 # with s = the training grid = crop / 16 (63x63 at 512x512 crops); the operator runs at any grid.
+def lkca_encoder(name: str, img_size: int, size: str, overrides: dict) -> nn.Module:
+    view = overrides.pop("lkca_view", "auto")
+    return plain_encoder(name, img_size, size, overrides,
+                         attn_layer=lambda dim, heads, grid: LKCA(dim, grid, heads, view=view))
+
+
 @register_backbone("lkca-s", family="lkca", task="segmentation", paper_names=["LKCA-S"], aliases=["lkca-s-seg"],
                    accepts=ACCEPTS, features=SEG_FEATURES_S)
 def lkca_s_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """LKCA-S/16: ViT-S widths with LKCA replacing MSA (kernel 2s-1, s = img/16) + MultiLevelNeck (Table 7)."""
-    from backbones.vit import plain_encoder
-
-    return plain_encoder("lkca-s", img_size, "s", "lkca", overrides)
+    return lkca_encoder("lkca-s", img_size, "s", overrides)
 
 
 @register_backbone("lkca-b", family="lkca", task="segmentation", paper_names=["LKCA-B"], aliases=["lkca-b-seg"],
                    accepts=ACCEPTS, features=SEG_FEATURES_B)
 def lkca_b_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """LKCA-B/16: ViT-B widths with LKCA replacing MSA (kernel 2s-1, s = img/16) + MultiLevelNeck (Table 6)."""
-    from backbones.vit import plain_encoder
-
-    return plain_encoder("lkca-b", img_size, "b", "lkca", overrides)
+    return lkca_encoder("lkca-b", img_size, "b", overrides)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch.nn as nn
 from vit_pytorch.mobile_vit import MobileViT
 
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 
 def build_mobilevit_v1(img_size: int, num_classes: int, **config) -> nn.Module:

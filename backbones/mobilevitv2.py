@@ -12,7 +12,7 @@ from __future__ import annotations
 import timm
 import torch.nn as nn
 
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 
 def build_mobilevitv2(timm_name: str, num_classes: int, **overrides) -> nn.Module:

@@ -11,10 +11,10 @@ table at 32x32 and 64x64; every other size fails inside the library, so only tho
 from __future__ import annotations
 
 import torch.nn as nn
+from vbench.backbones._sizes import require_img_size, token_patch_size
 from vit_pytorch.regionvit import RegionViT
 
-from backbones._sizes import require_img_size, token_patch_size
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 SUPPORTED_SIZES = (32, 64)
 

@@ -23,8 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.resnet import BasicBlock
+from vbench.backbones._timm_pyramid import TimmPyramid
 
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 
 def conv_relu_init_(conv: nn.Conv2d) -> None:
@@ -101,6 +102,4 @@ def resnet56_cifar(img_size: int = 32, num_classes: int = 10, **overrides) -> nn
                    features=dict(channels=(256, 512, 1024, 2048), strides=(4, 8, 16, 32), size_divisor=32))
 def resnet50_seg(img_size: int = 512, num_classes: int = 150, timm_name: str = "resnet50") -> nn.Module:
     """ResNet-50 (timm, random init, no drop path as in mmseg) as a stride 4-32 pyramid for UPerNet/FPN (Table 7)."""
-    from backbones._timm_pyramid import TimmPyramid
-
     return TimmPyramid(timm_name, (1, 2, 3, 4))

@@ -9,10 +9,10 @@ authors' parameter and FLOP counts exactly.
 from __future__ import annotations
 
 import torch.nn as nn
+from vbench.backbones._sizes import token_patch_size
 from vit_pytorch.rvt import RvT
 
-from backbones._sizes import token_patch_size
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 
 def build_rvt(name: str, img_size: int, num_classes: int, *, patch_size: int | None = None, **config) -> nn.Module:

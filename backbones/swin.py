@@ -16,9 +16,10 @@ import torch
 import torch.nn as nn
 from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.swin_transformer import SwinTransformer
+from vbench.backbones._sizes import require_multiple
+from vbench.backbones._timm_pyramid import TimmPyramid
 
-from backbones._sizes import require_multiple
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 TOKEN_GRID = 16
 
@@ -66,7 +67,5 @@ def swin_s(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
 def swin_s_seg(img_size: int = 512, num_classes: int = 150, drop_path_rate: float = 0.3) -> nn.Module:
     """Swin-S of mmseg's ADE20K config (timm swin_small_patch4_window7, embed 96, depths 2-2-18-2, window 7,
     drop path 0.3, a LayerNorm on every output as mmseg adds) as a stride 4-32 pyramid (Table 7)."""
-    from backbones._timm_pyramid import TimmPyramid
-
     return TimmPyramid("swin_small_patch4_window7_224", (0, 1, 2, 3), nhwc_outputs=True, output_norms=True,
                        img_size=img_size, dynamic_img_size=True, drop_path_rate=drop_path_rate)

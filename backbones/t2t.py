@@ -9,10 +9,10 @@ parameters, which makes the counts match the authors' exactly).
 from __future__ import annotations
 
 import torch.nn as nn
+from vbench.backbones._sizes import require_img_size
 from vit_pytorch.t2t import T2TViT, conv_output_size
 
-from backbones._sizes import require_img_size
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 
 class T2TViTWithNormHead(T2TViT):

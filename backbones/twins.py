@@ -13,10 +13,11 @@ refused with that explanation instead of failing inside the first forward pass.
 from __future__ import annotations
 
 import torch.nn as nn
+from vbench.backbones._sizes import require_multiple
+from vbench.backbones._timm_pyramid import TimmPyramid
 from vit_pytorch.twins_svt import TwinsSVT
 
-from backbones._sizes import require_multiple
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 STAGES = ("s1", "s2", "s3", "s4")
 SIZE_STEP = 64  # 3 stride-2 patchings before the last local-attention stage, times its 8x8 window
@@ -52,7 +53,5 @@ def twins_svt_b(img_size: int = 64, num_classes: int = 10, **overrides) -> nn.Mo
                    features=dict(channels=(64, 128, 320, 512), strides=(4, 8, 16, 32), size_divisor=32))
 def twins_pcpvt_s(img_size: int = 512, num_classes: int = 150, drop_path_rate: float = 0.2) -> nn.Module:
     """Twins-PCPVT-S (timm twins_pcpvt_small, random init, drop path 0.2 as mmseg) as a stride 4-32 pyramid (Table 7)."""
-    from backbones._timm_pyramid import TimmPyramid
-
     require_multiple("twins-pcpvt-s", img_size, 32)  # timm checks every stage's patching (strides 4, 2, 2, 2)
     return TimmPyramid("twins_pcpvt_small", (0, 1, 2, 3), img_size=img_size, drop_path_rate=drop_path_rate)

@@ -15,12 +15,13 @@ import torch
 import torch.nn as nn
 from timm.layers import DropPath, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Attention, VisionTransformer
+from vbench.backbones._sizes import require_img_size, token_patch_size
 
-from backbones._sizes import require_img_size, token_patch_size
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 from vbench.segmentation.heads import MultiLevelNeck
 
 CHASSIS_NAME = "this ViT-chassis model"
+MixerLayer = Callable[[int, int, int], nn.Module]  # (dim, heads, grid side) -> a token mixer taking (x, hw=...)
 ACCEPTS = ("drop_path_rate",)  # the same rate on every residual branch, as the authors' code
 
 
@@ -122,7 +123,7 @@ def vit_8m(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
 # embedding interpolated bicubically to other input sizes, pre-norm blocks with LayerNorm eps 1e-6, qkv
 # bias, MLP ratio 4, no final norm, the outputs of the four evenly spaced layers) followed by
 # ``MultiLevelNeck`` (1x1 conv, rescale by 4, 2, 1, 0.5, 3x3 conv): four stride-16 maps become strides
-# 4, 8, 16 and 32. ``mixer="lkca"`` is the paper's LKCA encoder (backbones.lkca). The encoder loop is
+# 4, 8, 16 and 32. LKCA's encoder (backbones/lkca.py) passes its mixer as ``attn_layer``. The encoder loop is
 # written here because LKCA needs the token grid (h, w) of each input, which timm's ViT blocks do not
 # pass to their attention layer.
 PATCH_SIZE = 16
@@ -152,21 +153,21 @@ class PlainPyramidEncoder(nn.Module):
     """Patch-16 encoder returning four ``dim``-wide maps at strides 4, 8, 16, 32."""
 
     def __init__(self, img_size: int = 512, dim: int = 384, depth: int = 12, heads: int = 6,
-                 mlp_ratio: float = 4.0, mixer: str = "msa", drop_path_rate: float = 0.1,
-                 out_indices: tuple[int, ...] | None = None, lkca_view: str = "auto"):
+                 mlp_ratio: float = 4.0, attn_layer: MixerLayer | None = None, drop_path_rate: float = 0.1,
+                 out_indices: tuple[int, ...] | None = None):
         super().__init__()
         grid = img_size // PATCH_SIZE
         self.grid = (grid, grid)
-        self.mixer = mixer
+        self.msa = attn_layer is None
         self.patch_embed = PatchEmbed(img_size, PATCH_SIZE, 3, dim, strict_img_size=False, output_fmt="NHWC",
                                       flatten=False)
-        self.num_prefix_tokens = 1 if mixer == "msa" else 0
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if mixer == "msa" else None
+        self.num_prefix_tokens = 1 if self.msa else 0
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if self.msa else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + grid * grid, dim))
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]   # mmseg's linearly growing rule
         self.blocks = nn.ModuleList(
-            EncoderBlock(dim, self._make_mixer(mixer, dim, heads, grid, lkca_view), mlp_ratio, rate,
-                         grid_aware=mixer == "lkca")
+            EncoderBlock(dim, self._make_mixer(attn_layer, dim, heads, grid), mlp_ratio, rate,
+                         grid_aware=not self.msa)
             for rate in rates
         )
         step = depth // 4
@@ -175,12 +176,10 @@ class PlainPyramidEncoder(nn.Module):
         self._init_weights()
 
     @staticmethod
-    def _make_mixer(mixer: str, dim: int, heads: int, grid: int, lkca_view: str) -> nn.Module:
-        if mixer == "msa":
+    def _make_mixer(attn_layer: MixerLayer | None, dim: int, heads: int, grid: int) -> nn.Module:
+        if attn_layer is None:
             return Attention(dim, num_heads=heads, qkv_bias=True)
-        from backbones.lkca import LKCA
-
-        return LKCA(dim, grid, heads, view=lkca_view)
+        return attn_layer(dim, heads, grid)
 
     def _init_weights(self) -> None:
         """mmseg VisionTransformer.init_weights without a checkpoint: trunc-normal 0.02 tokens and
@@ -189,7 +188,7 @@ class PlainPyramidEncoder(nn.Module):
         if self.cls_token is not None:
             trunc_normal_(self.cls_token, std=0.02)
         for block in self.blocks:
-            for module in (block if self.mixer == "msa" else block.mlp).modules():
+            for module in (block if self.msa else block.mlp).modules():
                 if isinstance(module, nn.Linear):
                     trunc_normal_(module.weight, std=0.02)
                     if module.bias is not None:
@@ -220,12 +219,15 @@ class PlainPyramidEncoder(nn.Module):
         return self.neck(levels)
 
 
-def plain_encoder(name: str, img_size: int, size: str, mixer: str, overrides: dict) -> PlainPyramidEncoder:
+def plain_encoder(name: str, img_size: int, size: str, overrides: dict,
+                  attn_layer: MixerLayer | None = None) -> PlainPyramidEncoder:
+    """The ``size`` ("s" or "b") encoder with MSA, or with ``attn_layer(dim, heads, grid)`` as every block's
+    grid-aware token mixer (timm's ``Block(attn_layer=...)``: the chassis never imports a mixer family)."""
     # whole patches, and a grid of at least 2x2 for the neck's 0.5x level
     require_img_size(name, img_size, img_size >= 2 * PATCH_SIZE and img_size % PATCH_SIZE == 0,
                      f"that is a multiple of {PATCH_SIZE} and at least {2 * PATCH_SIZE} "
                      f"({2 * PATCH_SIZE}, {3 * PATCH_SIZE}, {4 * PATCH_SIZE}, ...)")
-    return PlainPyramidEncoder(img_size, **SEG_SIZES[size], mixer=mixer, **overrides)
+    return PlainPyramidEncoder(img_size, **SEG_SIZES[size], attn_layer=attn_layer, **overrides)
 
 
 @register_backbone("vit-s", family="vit", task="segmentation", paper_names=["ViT-S", "Vit-S"],
@@ -233,7 +235,7 @@ def plain_encoder(name: str, img_size: int, size: str, mixer: str, overrides: di
                    features=dict(channels=(384, 384, 384, 384), strides=(4, 8, 16, 32), size_divisor=16))
 def vit_s_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """ViT-S/16 (384 dim, 12 layers, 6 heads) + MultiLevelNeck, for Table 7's segmentors."""
-    return plain_encoder("vit-s", img_size, "s", "msa", overrides)
+    return plain_encoder("vit-s", img_size, "s", overrides)
 
 
 @register_backbone("vit-b", family="vit", task="segmentation", paper_names=["ViT-B"], aliases=["vit-b-seg"],
@@ -241,4 +243,4 @@ def vit_s_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Mo
                    features=dict(channels=(768, 768, 768, 768), strides=(4, 8, 16, 32), size_divisor=16))
 def vit_b_seg(img_size: int = 512, num_classes: int = 150, **overrides) -> nn.Module:
     """ViT-B/16 (768 dim, 12 layers, 12 heads) + MultiLevelNeck, for Table 6's segmentors."""
-    return plain_encoder("vit-b", img_size, "b", "msa", overrides)
+    return plain_encoder("vit-b", img_size, "b", overrides)

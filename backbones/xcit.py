@@ -8,10 +8,10 @@ FLOP counts exactly) with the constructor arguments of the paper's training code
 from __future__ import annotations
 
 import torch.nn as nn
+from vbench.backbones._sizes import token_patch_size
 from vit_pytorch.xcit import XCiT
 
-from backbones._sizes import token_patch_size
-from vbench.registry import register_backbone
+from vbench.models.registry import register_backbone
 
 
 def build_xcit(name: str, img_size: int, num_classes: int, *, patch_size: int | None = None, **config) -> nn.Module:

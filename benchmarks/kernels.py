@@ -44,8 +44,8 @@ import torch.nn as nn
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
 from _timing import sync  # noqa: E402
-from backbones.large_kernel_attention import LKA, LSKA, SpatialAttentionMixer  # noqa: E402
-from backbones.lkca import LKCA  # noqa: E402
+from vbench.backbones.large_kernel_attention import LKA, LSKA, SpatialAttentionMixer  # noqa: E402
+from vbench.backbones.lkca import LKCA  # noqa: E402
 
 KERNELS = (7, 11, 23, 35, 53)
 MIXERS = ("lka", "lska", "lkca-matrix", "lkca-conv")
@@ -91,7 +91,7 @@ def make_point(mixer: str, kernel: int, args, device: torch.device):
 def count_flops(module: nn.Module, args) -> int:
     import warnings
 
-    from vbench.measure import flop_analysis
+    from vbench.models.measure import flop_analysis
 
     sample = torch.zeros(1, args.grid * args.grid, args.dim)
     with warnings.catch_warnings(), torch.no_grad():

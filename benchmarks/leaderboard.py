@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from vbench import registry
+from vbench.models import registry
 from vbench.store import Run, Step, open_store, utcnow
 from vbench.suites import load_suite
 
@@ -37,7 +37,7 @@ def _experiments() -> list[tuple]:
     experiments = []
     for suite_name in CLASSIFICATION_SUITES + SEGMENTATION_SUITES:
         suite = load_suite(suite_name)
-        for spec in sorted(registry._SPECS.values(), key=lambda s: s.name):
+        for spec in sorted(registry.BACKBONES.values(), key=lambda s: s.name):
             if suite.task in spec.tasks:
                 experiments.append((suite, spec))
     return experiments

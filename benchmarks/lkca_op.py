@@ -18,11 +18,11 @@ was lent when this was written); the matrix view is the GPU default because it i
 from __future__ import annotations
 
 import argparse
+
 import torch
 import torch.nn.functional as F
-
 from _timing import median_ms
-from backbones.lkca import lkca_conv, lkca_matrix
+from vbench.backbones.lkca import lkca_conv, lkca_matrix
 
 WIDTHS = {"LKCA-T": (136, 8), "LKCA-B": (210, 10), "LKCA-L": (360, 8)}
 

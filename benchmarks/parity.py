@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vbench.api import run_suite
-from vbench.runner import RunOptions
+from vbench.engine.runner import RunOptions
 from vbench.store import open_store
 
 SETTINGS = {"fp32 eager": RunOptions(amp=False, compile=False), "bf16+compile": RunOptions(amp=True, compile=True)}

@@ -26,8 +26,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vbench.augment import BatchedRecipe  # noqa: E402
-from vbench.reference_pipeline import ReferenceRecipe  # noqa: E402
+from vbench.data.augment import BatchedPipeline  # noqa: E402
+from vbench.data.reference_pipeline import ReferencePipeline  # noqa: E402
 from vbench.suites import load_suite  # noqa: E402
 
 
@@ -69,12 +69,12 @@ def main() -> None:
         resident_images, resident_labels = images.to(device), labels.to(device)  # the engine keeps the split here
         for impl in args.impls.split(","):
             suite = base_suite.with_overrides(augment_impl=impl)
-            batched = BatchedRecipe(suite, device)
+            batched = BatchedPipeline(suite, device)
             next(iter(batched.train_batches(resident_images[:2048], resident_labels[:2048], 0, 1)))  # warm-up
             count, seconds = time_epoch(batched, resident_images, resident_labels, device)
             rows.append({"pipeline": "batched", "impl": impl, "device": device_name, "images": count,
                          "seconds": seconds, "images_per_s": count / seconds})
-            reference = ReferenceRecipe(suite, device, num_workers=args.workers)
+            reference = ReferencePipeline(suite, device, num_workers=args.workers)
             count, seconds = time_epoch(reference, images[:reference_count], labels[:reference_count], device)
             rows.append({"pipeline": "reference", "impl": impl, "device": device_name, "images": count,
                          "seconds": seconds, "images_per_s": count / seconds})

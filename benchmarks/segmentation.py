@@ -21,10 +21,10 @@ import multiprocessing
 import resource
 
 import torch
-
 from _timing import median_ms
-from backbones.lkca import lkca_conv, lkca_matrix
-from vbench import registry
+from vbench.backbones.lkca import lkca_conv, lkca_matrix
+
+from vbench.models import registry
 from vbench.recipes import OptimizerConfig
 from vbench.segmentation.heads import Segmentor, segmentation_losses
 from vbench.tasks.segmentation import build_optimizer

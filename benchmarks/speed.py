@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from _timing import sync
 from rich.console import Console
 from rich.table import Table
-
-from _timing import sync
 from train_step import cifar_shaped, make_stepper, seconds_per_step
-from vbench import registry
-from vbench.augment import BatchedRecipe
+
+from vbench.data.augment import BatchedPipeline
+from vbench.engine.precision import Precision, resolve_device
 from vbench.errors import VbenchError
-from vbench.runner import Precision, resolve_device
+from vbench.models import registry
 from vbench.suites import load_suite
 
 SETTINGS = {"fp32": (False, False), "bf16": (True, False), "compile": (False, True), "bf16+compile": (True, True)}
@@ -80,7 +80,7 @@ def usable_settings(names: list[str], device, console: Console) -> list[str]:
 def measure_backbone(name: str, args, suite, device, settings: list[str], console: Console) -> dict:
     spec = registry.get_backbone(name)
     images, labels = cifar_shaped(4 * args.batch_size)
-    batches = list(BatchedRecipe(suite, device).train_batches(images.to(device), labels.to(device), 0, 1))
+    batches = list(BatchedPipeline(suite, device).train_batches(images.to(device), labels.to(device), 0, 1))
     steppers = {}
     for setting in settings:
         amp, compile_model = SETTINGS[setting]

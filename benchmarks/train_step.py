@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import sync
 from rich.console import Console
 from rich.table import Table
 
-from _timing import sync
-from vbench import registry
-from vbench.augment import BatchedRecipe, mixed_cross_entropy
 from vbench.data import Dataset
-from vbench.runner import Compiled, Precision, RunOptions, Runner, resolve_device
+from vbench.data.augment import BatchedPipeline, mixed_cross_entropy
+from vbench.engine.precision import Compiled, Precision, resolve_device
+from vbench.engine.runner import Runner, RunOptions
+from vbench.models import registry
 from vbench.store import open_store
 from vbench.suites import load_suite
 from vbench.tasks.base import DataInfo
@@ -70,10 +71,10 @@ class BenchTask(ClassificationTask):
 
     def make_batches(self):
         if self.pipeline == "reference":
-            from vbench.reference_pipeline import ReferenceRecipe
+            from vbench.data.reference_pipeline import ReferencePipeline
 
-            return ReferenceRecipe(self.suite, self.device, num_workers=2)
-        return BatchedRecipe(self.suite, self.device)
+            return ReferencePipeline(self.suite, self.device, num_workers=2)
+        return BatchedPipeline(self.suite, self.device)
 
     def train_batches(self, seed, stage):
         return iter(self.prepared) if self.prepared is not None else super().train_batches(seed, stage)
@@ -146,7 +147,7 @@ def main() -> None:
     spec = registry.get_backbone(args.backbone)
     suite = load_suite("cifar10", overrides={"batch_size": args.batch_size, "epochs": 1}, sets=["repeats=1"])
     images, labels = cifar_shaped(args.steps * args.batch_size)
-    prepared = list(BatchedRecipe(suite, device).train_batches(images.to(device), labels.to(device), 0, 1))
+    prepared = list(BatchedPipeline(suite, device).train_batches(images.to(device), labels.to(device), 0, 1))
     console = Console()
     console.print(f"{spec.name} on {device} ({torch.get_num_threads()} threads), batch {args.batch_size}, "
                   f"{args.steps} steps per path, {args.rounds} interleaved rounds, precision "

@@ -1,23 +1,23 @@
 import pytest
 import torch
 
-from vbench import registry
-
 # Real local services (PostgreSQL, SLURM, headless Chromium): see tests/services.py.
 from services import chrome, fresh_database, postgres_server, postgres_url, restart_postgres, slurm_cluster  # noqa: F401
+
+from vbench.models import registry
 
 
 @pytest.fixture(autouse=True)
 def _restore_registry():
     """Backbones a test registers (plugins) do not leak into the next test."""
     registry.load_all()
-    before = {name: dict(spec.variants) for name, spec in registry._SPECS.items()}
+    before = {name: dict(spec.variants) for name, spec in registry.BACKBONES.items()}
     yield
-    for name in list(registry._SPECS):
+    for name in registry.BACKBONES.names():
         if name not in before:
             registry.unregister_backbone(name)
         else:
-            registry._SPECS[name].variants = before[name]
+            registry.BACKBONES.find(name).variants = before[name]
 
 
 @pytest.fixture(autouse=True, scope="session")

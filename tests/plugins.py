@@ -9,12 +9,12 @@ import time
 import torch
 import torch.nn as nn
 from timm.layers import DropPath
-from vbench import registry
+from vbench.models import registry
 
 
 def register_backbone(name, **options):
     """Every test loads this file afresh (conftest unregisters plugin backbones after each test)."""
-    if name in registry._SPECS:
+    if name in registry.BACKBONES.names():
         registry.unregister_backbone(name)
     return registry.register_backbone(name, accepts=("drop_path_rate",), **options)
 

@@ -15,9 +15,16 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import _apply_op
 
-from vbench.augment import BatchedAutoAugment, BatchedRecipe, TrainBatch, cutmix_box, mixed_cross_entropy, sample_mixing
+from vbench.data.augment import (
+    BatchedAutoAugment,
+    BatchedPipeline,
+    TrainBatch,
+    cutmix_box,
+    mixed_cross_entropy,
+    sample_mixing,
+)
+from vbench.data.reference_pipeline import ReferencePipeline
 from vbench.data.smoke import generate_smoke
-from vbench.reference_pipeline import ReferenceRecipe
 from vbench.suites import load_suite
 
 SIGMAS = 5.0
@@ -64,7 +71,7 @@ def collect(recipe, images, labels, seed=0, epoch=0) -> list[TrainBatch]:
 def test_crop_offsets_uniform_and_flip_rate_half():
     suite = suite_with(crop_padding=4, hflip=0.5)
     n = 4608
-    batches = collect(BatchedRecipe(suite, "cpu"), coordinate_images(n), torch.zeros(n, dtype=torch.int64))
+    batches = collect(BatchedPipeline(suite, "cpu"), coordinate_images(n), torch.zeros(n, dtype=torch.int64))
     pixels = denormalise(torch.cat([b.x for b in batches]), suite)
     assert len(pixels) == n
     rows = (pixels[:, 0, 16, 16] - 10) / 7  # source row of the output's centre pixel
@@ -83,7 +90,7 @@ def test_crop_offsets_uniform_and_flip_rate_half():
 def test_crop_pads_with_zeros_and_keeps_content():
     suite = suite_with(crop_padding=4, hflip=0.5)
     n = 512
-    batches = collect(BatchedRecipe(suite, "cpu"), coordinate_images(n), torch.zeros(n, dtype=torch.int64))
+    batches = collect(BatchedPipeline(suite, "cpu"), coordinate_images(n), torch.zeros(n, dtype=torch.int64))
     pixels = denormalise(torch.cat([b.x for b in batches]), suite)
     # every pixel is either zero padding (0,0,0) or an untouched source pixel (B == 200)
     padding = pixels.eq(0).all(dim=1)
@@ -103,7 +110,7 @@ def test_erasing_rate_and_box_areas():
     suite = suite_with(erasing_prob=0.25)
     n = 4096
     images = torch.full((n, 3, 32, 32), 255, dtype=torch.uint8)  # normalised: far from 0 everywhere
-    x = torch.cat([b.x for b in collect(BatchedRecipe(suite, "cpu"), images, torch.zeros(n, dtype=torch.int64))])
+    x = torch.cat([b.x for b in collect(BatchedPipeline(suite, "cpu"), images, torch.zeros(n, dtype=torch.int64))])
     erased = x.eq(0).all(dim=1)  # [n,32,32]: filled with 0, the dataset mean after normalisation
     assert torch.equal(erased, x.eq(0).any(dim=1))  # all three channels at once
     hit = erased.flatten(1).any(dim=1)
@@ -152,9 +159,9 @@ def test_mixing_is_exact():
     n = 16 * 60
     images = torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     labels = torch.arange(n)
-    mixed_recipe = BatchedRecipe(mixed_suite, "cpu")
+    mixed_recipe = BatchedPipeline(mixed_suite, "cpu")
     mixed = collect(mixed_recipe, images, labels)
-    plain = collect(BatchedRecipe(plain_suite, "cpu"), images, labels)
+    plain = collect(BatchedPipeline(plain_suite, "cpu"), images, labels)
     partners = mixed_recipe.plan(n, seed=0, epoch=0).mixing.partner
     assert len(mixed) == 60 and {b.mode for b in mixed} == {"none", "mixup", "cutmix"}
     for step, (m, p) in enumerate(zip(mixed, plain)):
@@ -229,7 +236,7 @@ def test_every_autoaugment_op_matches_torchvision():
 
 def test_sub_policy_and_op_frequencies():
     suite = load_suite("cifar10").with_recipe(augment_impl="torchvision")
-    recipe = BatchedRecipe(suite, "cpu")
+    recipe = BatchedPipeline(suite, "cpu")
     plan = recipe.plan(50_000, seed=0, epoch=0)
     sub_policy, op_ids = plan.sub_policy, plan.op_ids
     n = len(sub_policy)
@@ -276,7 +283,7 @@ def test_batched_autoaugment_equals_per_image_torchvision_in_sequence():
 
 def test_repeated_augmentation_epoch():
     suite = suite_with(repeats=3, batch_size=128)
-    recipe = BatchedRecipe(suite, "cpu")
+    recipe = BatchedPipeline(suite, "cpu")
     n = 1000
     assert recipe.steps_per_epoch(n) == 23  # 3000 // 128, drop_last
     batches = collect(recipe, torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n))
@@ -291,7 +298,7 @@ def test_repeated_augmentation_epoch():
 def test_same_seed_same_batches_different_seed_different_batches():
     suite = load_suite("cifar10").with_recipe(batch_size=64, repeats=1)  # the paper's every augmentation
     images, labels = generate_smoke("test", num_images=320)
-    run = lambda seed, epoch, **kw: collect(BatchedRecipe(suite, "cpu", **kw), images, labels, seed, epoch)
+    run = lambda seed, epoch, **kw: collect(BatchedPipeline(suite, "cpu", **kw), images, labels, seed, epoch)
     first, again = run(0, 0), run(0, 0)
     small_chunks = run(0, 0, chunk_images=64)  # how the epoch is cut into chunks does not matter
     for a, b, c in zip(first, again, small_chunks):
@@ -305,7 +312,7 @@ def test_same_seed_same_batches_different_seed_different_batches():
 def test_eval_batches_are_normalised_in_order():
     suite = load_suite("smoke")
     images, labels = generate_smoke("test", num_images=1200)
-    recipe = BatchedRecipe(suite, "cpu")
+    recipe = BatchedPipeline(suite, "cpu")
     batches = list(recipe.eval_batches(images, labels))
     assert [len(y) for _, y in batches] == [500, 500, 200]
     assert torch.equal(torch.cat([y for _, y in batches]), labels)
@@ -321,8 +328,8 @@ def test_eval_batches_are_normalised_in_order():
 def test_reference_pipeline_same_terms(impl):
     suite = load_suite("smoke").with_recipe(batch_size=50, repeats=3, augment_impl=impl)
     images, labels = generate_smoke("test", num_images=200)
-    reference = ReferenceRecipe(suite, "cpu", num_workers=0)
-    batched = BatchedRecipe(suite, "cpu")
+    reference = ReferencePipeline(suite, "cpu", num_workers=0)
+    batched = BatchedPipeline(suite, "cpu")
     assert reference.steps_per_epoch(200) == batched.steps_per_epoch(200) == 12
     ref_batches = collect(reference, images, labels, seed=3)
     new_batches = collect(batched, images, labels, seed=3)

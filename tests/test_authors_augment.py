@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from scipy import integrate
 
-from vbench.augment import BatchedAutoAugment, BatchedRecipe, sample_erasing
-from vbench.authors_augment import AuthorsOps, AuthorsRandomErasing, authors_erasing_shapes, authors_pil_op
+from vbench.data.augment import BatchedAutoAugment, BatchedPipeline, sample_erasing
+from vbench.data.authors_augment import AuthorsOps, AuthorsRandomErasing, authors_erasing_shapes, authors_pil_op
+from vbench.data.reference_pipeline import ReferencePipeline
 from vbench.errors import VbenchError
-from vbench.reference_pipeline import ReferenceRecipe
 from vbench.suites import load_suite
 
 SIGMAS = 5.0
@@ -106,7 +106,7 @@ def test_batched_policy_equals_per_image_pil_in_sequence(policy, size):
 
 
 def test_sub_policy_op_and_sign_frequencies():
-    recipe = BatchedRecipe(load_suite("cifar10"), "cpu")
+    recipe = BatchedPipeline(load_suite("cifar10"), "cpu")
     assert recipe.recipe.augment_impl == "authors"
     plan = recipe.plan(50_000, seed=0, epoch=0)
     autoaugment, sub_policy, op_ids = recipe.autoaugment, plan.sub_policy, plan.op_ids
@@ -182,7 +182,7 @@ def test_erasing_rate_fill_and_boxes_in_the_recipe():
         crop_padding=0, hflip=0.0, autoaugment="none", erasing_prob=0.25, mix_prob=0.0, repeats=1, batch_size=256)
     n = 4096
     images = torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    recipe = BatchedRecipe(suite, "cpu")
+    recipe = BatchedPipeline(suite, "cpu")
     order = recipe.plan(n, seed=0, epoch=0).order
     x = torch.cat([b.x for b in recipe.train_batches(images, torch.zeros(n, dtype=torch.int64), seed=0, epoch=0)])
     clean = recipe.normalize(images[torch.from_numpy(order)])
@@ -223,7 +223,7 @@ def test_reference_pipeline_erases_as_its_impl(impl):
     suite = load_suite("smoke").with_recipe(batch_size=50, erasing_prob=1.0, mix_prob=0.0, autoaugment="none",
                                                crop_padding=0, hflip=0.0, augment_impl=impl)
     images = torch.randint(1, 255, (100, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    reference = ReferenceRecipe(suite, "cpu", num_workers=0)
+    reference = ReferencePipeline(suite, "cpu", num_workers=0)
     x = torch.cat([b.x for b in reference.train_batches(images, torch.zeros(100, dtype=torch.int64), seed=0, epoch=0)])
     value = torch.tensor(suite.mean if impl == "authors" else (0.0, 0.0, 0.0)).view(1, 3, 1, 1)
     erased = x.eq(value).all(dim=1).flatten(1)

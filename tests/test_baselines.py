@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from vbench.errors import VbenchError
-from vbench.measure import count_flops, count_params
-from vbench.paper import paper_tables, reference_models
-from vbench.registry import create_backbone, get_backbone
+from vbench.models.measure import count_flops, count_params
+from vbench.models.registry import create_backbone, get_backbone
+from vbench.reporting.paper import paper_tables, reference_models
 
 # registered name -> (paper name, source name of the spec / reference-models.csv)
 PAPER_BASELINES = {

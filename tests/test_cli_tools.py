@@ -11,13 +11,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import yaml
-
 import readme
+import yaml
 from cli import run_cli
 from plugins import FAST, write_plugin
-from vbench import registry
+
 from vbench.data.fixtures import write_fixture
+from vbench.models import registry
 from vbench.recipes import ClassificationRecipe
 from vbench.store import open_store
 

@@ -7,14 +7,14 @@ import json
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from cli import run_cli
 from plugins import FAST, write_plugin
-from vbench.artifacts import predictions_path
+from scipy import stats
+
 from vbench.data.fixtures import write_fixture
-from vbench.predictions import load_predictions
 from vbench.store import open_store
+from vbench.store.artifacts import predictions_path
+from vbench.store.predictions import load_predictions
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_welch_when_the_seeds_differ(trained):
     payload = json.loads(run_cli("compare", "tiny-test", "tiny-wide", "--suite", "cifar10", "--db", trained["db"],
                                  "--plugin", trained["plugin"], "--format", "json").out)
     assert payload["sections"][0]["rows"][0]["method"] == "paired"
-    from vbench.stats import seed_difference
+    from vbench.reporting.stats import seed_difference
 
     welch = seed_difference({0: 10.0, 1: 12.0}, {2: 9.0, 3: 9.5, 4: 10.5})
     expected = stats.ttest_ind([10.0, 12.0], [9.0, 9.5, 10.5], equal_var=False)

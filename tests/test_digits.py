@@ -8,13 +8,13 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from cli import run_cli
 from sklearn.datasets import load_digits
 
-from cli import run_cli
 from vbench.data import load_split
 from vbench.data.digits import TEST_SIZE, load_digits_split, split_indices, to_uint8
-from vbench import registry
 from vbench.errors import VbenchError
+from vbench.models import registry
 from vbench.store import open_store
 from vbench.suites import load_suite
 

@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
 import readme
+import torch
 from cli import REPO, run_cli
 from plugins import FAST, write_plugin
 from services import process_alive, wait_for
-from vbench.artifacts import weights_path
+
 from vbench.data.fixtures import write_fixture
-from vbench.distributed import Distributed
+from vbench.engine.distributed import Distributed
 from vbench.errors import VbenchError
 from vbench.store import open_store
+from vbench.store.artifacts import weights_path
 
 BATCH = 20  # 80 training images: 4 steps an epoch, 10 images a process
 

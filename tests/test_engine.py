@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 
 import pytest
 import torch
 import torch.nn as nn
 
-from vbench.api import parse_seeds
-from vbench.checkpoint import Checkpoints
 from vbench.errors import VbenchError
+from vbench.parse import parse_seeds
 from vbench.recipes import ClassificationRecipe, OptimizerConfig
+from vbench.store.checkpoint import Checkpoints
 from vbench.tasks.base import stage_seed
 from vbench.tasks.classification import ClassificationTask, cosine_schedule
 from vbench.tasks.segmentation import PolySchedule

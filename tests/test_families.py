@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vbench import create_backbone, list_backbones
-from vbench.measure import count_flops, count_params
-from vbench.paper import reference_models
+from vbench.models.measure import count_flops, count_params
+from vbench.reporting.paper import reference_models
 
 FOUNDATION_FAMILIES = ("vit", "lkca", "lkca-hybrid", "lka", "lska")
 REFERENCE = reference_models()
@@ -29,7 +29,7 @@ def test_params_exact_and_conv_view_flops_within_one_percent(row):
 
 
 def test_every_reference_source_name_of_the_foundation_resolves():
-    from vbench.registry import resolve_name
+    from vbench.models.registry import resolve_name
 
     for source_name in VIT_AND_LKCA_ROWS["source_name"].unique():
         resolve_name(source_name)
@@ -51,7 +51,7 @@ def test_hybrids_are_sized_within_five_percent_of_lkca():
 
 @pytest.mark.parametrize("kernel", [7, 11, 17, 23, 29, 35])
 def test_lska_kernel_sizes_and_receptive_field(kernel):
-    from backbones.large_kernel_attention import LSKA
+    from vbench.backbones.large_kernel_attention import LSKA
 
     lska = LSKA(1, kernel).double()
     for conv in lska.modules():

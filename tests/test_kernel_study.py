@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from backbones.large_kernel_attention import LKA, LSKA
+from vbench.backbones.large_kernel_attention import LKA, LSKA
 
 KERNELS = (7, 11, 23, 35, 53)
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels.py"

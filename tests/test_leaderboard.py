@@ -16,12 +16,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-
 import readme
 from cli import REPO, run_cli, start_cli
 from leaderboard_fixture import CIFAR10, MODELS, write_fixture_store
 from services import console_errors, free_port, serve_directory
-from vbench.leaderboard import Block, MARKER, register_section, unregister_section
+
+from vbench.leaderboard import MARKER, Block, register_section, unregister_section
 from vbench.leaderboard.charts import pareto_front
 from vbench.store import open_store
 
@@ -99,7 +99,7 @@ def test_a_nan_in_the_step_rows_reaches_the_page_as_null(site):
 
 
 def test_run_page_lists_files_the_run_kept(db, tmp_path):
-    from vbench.artifacts import weights_path
+    from vbench.store.artifacts import weights_path
 
     path = tmp_path / "runs.db"
     shutil.copy(db, path)

@@ -1,7 +1,7 @@
 import pytest
 import torch
+from vbench.backbones.lkca import LKCA, lkca_conv, lkca_matrix, lkca_matrix_of
 
-from backbones.lkca import LKCA, lkca_conv, lkca_matrix, lkca_matrix_of
 from vbench import create_backbone
 
 

@@ -2,7 +2,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vbench.measure import count_flops, count_params
+from vbench.models.measure import count_flops, count_params
 
 
 class SdpaOnly(nn.Module):

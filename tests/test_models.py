@@ -8,9 +8,11 @@ import math
 
 import pytest
 
-from vbench import api, registry
+from vbench import api
 from vbench.data.fixtures import write_fixture
-from vbench.runner import RunOptions
+from vbench.engine.plan import PlannedRun
+from vbench.engine.runner import RunOptions
+from vbench.models import registry
 from vbench.segmentation.ade20k import write_ade20k_fixture
 from vbench.store import open_store
 
@@ -33,7 +35,7 @@ def data(tmp_path_factory):
     return root
 
 
-def plan_one_step(name: str, task: str, data_root) -> api.PlannedRun:
+def plan_one_step(name: str, task: str, data_root) -> PlannedRun:
     options = RunOptions(device="cpu", checkpoints=False, data_root=str(data_root), limit=2)
     if task == "segmentation":
         return api.plan_run("ade20k", name, options=options, sets=ONE_STEP["segmentation"])

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 
 from vbench.errors import VbenchError
-from vbench import registry
-from vbench.measure import count_flops_paper, measure_model
-from vbench.paper import reference_models
-from vbench.registry import create_backbone
+from vbench.models import registry
+from vbench.models.measure import count_flops_paper, measure_model
+from vbench.models.registry import create_backbone
+from vbench.reporting.paper import reference_models
 
 REFERENCE_ROWS = reference_models().to_dict("records")
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from cli import run_cli
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
-
-from cli import run_cli
 from plugins import FAST, write_plugin
-from vbench import plot
+
 from vbench.data.fixtures import write_fixture
+from vbench.reporting import plot
 from vbench.store import open_store
 
 

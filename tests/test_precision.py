@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-
 import readme
+import torch
 from cli import run_cli
 from plugins import FAST, write_plugin
-from vbench import runner as runner_module
+
 from vbench.data.fixtures import write_fixture
-from vbench.runner import Compiled, Precision
+from vbench.engine import precision as precision_module
+from vbench.engine.precision import Compiled, Precision
 from vbench.store import open_store
 
-NATIVE_BF16 = runner_module.cpu_has_native_bf16()
+NATIVE_BF16 = precision_module.cpu_has_native_bf16()
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def setup(tmp_path):
 
 
 def test_without_native_bf16_amp_is_one_line_and_writes_nothing(setup, monkeypatch, tmp_path):
-    monkeypatch.setattr(runner_module, "cpu_has_native_bf16", lambda: False)  # as /proc/cpuinfo would say
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)  # as /proc/cpuinfo would say
     result = run_cli(*setup["command"], "--amp", "--device", "cpu", "--db", tmp_path / "runs.db")
     assert result.code == 2 and "this CPU has no native bf16" in result.error_line
     assert not (tmp_path / "runs.db").exists()

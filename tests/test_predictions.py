@@ -9,9 +9,15 @@ import pytest
 import torch
 
 from vbench.errors import VbenchError
-from vbench.predictions import (ClassificationPredictions, SegmentationPredictions, load_predictions,
-                                paired_correct, predictions_path, save_predictions)
-from vbench.stats import mcnemar_exact
+from vbench.reporting.stats import mcnemar_exact
+from vbench.store.predictions import (
+    ClassificationPredictions,
+    SegmentationPredictions,
+    load_predictions,
+    paired_correct,
+    predictions_path,
+    save_predictions,
+)
 
 
 def classification(seed: int = 0, images: int = 300, classes: int = 200) -> ClassificationPredictions:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import re
 
-import torch
-
 import readme
+import torch
 from cli import run_cli
 from plugins import FAST
-from vbench import registry
+
 from vbench.data.fixtures import write_fixture
+from vbench.models import registry
 from vbench.segmentation.ade20k import write_ade20k_fixture
 from vbench.store import open_store
 

@@ -10,10 +10,11 @@ import textwrap
 
 import pytest
 import torch
-
 from cli import REPO, process_result, run_cli
-from vbench import create_backbone, registry
+
+from vbench import create_backbone
 from vbench.errors import UnknownNameError, VbenchError
+from vbench.models import registry
 
 PLUGIN = textwrap.dedent(
     """
@@ -50,23 +51,23 @@ def test_every_builtin_module_registers_what_its_source_declares():
     import importlib
 
     declared = {(name, variant.task): (variant.module, variant.accepts, variant.features)
-                for name, spec in registry._SPECS.items() for variant in spec.variants.values()
-                if variant.module.startswith("backbones.")}
+                for name, spec in registry.BACKBONES.items() for variant in spec.variants.values()
+                if variant.module.startswith("vbench.backbones.")}
     for module, _ in registry.builtin_modules():
         importlib.import_module(module)  # the real decorators run: they check against the declaration
     built = {(name, variant.task): (variant.module, variant.accepts, variant.features)
-             for name, spec in registry._SPECS.items() for variant in spec.variants.values()
-             if variant.module.startswith("backbones.")}
+             for name, spec in registry.BACKBONES.items() for variant in spec.variants.values()
+             if variant.module.startswith("vbench.backbones.")}
     assert built == declared and len(declared) >= 55
-    assert all(v.builder is not None for s in registry._SPECS.values() for v in s.variants.values()
-               if v.module.startswith("backbones."))
+    assert all(v.builder is not None for s in registry.BACKBONES.values() for v in s.variants.values()
+               if v.module.startswith("vbench.backbones."))
 
 
 def test_one_registration_per_paper_model_with_a_variant_per_task():
     lkca_b = registry.get_backbone("lkca-b")
     assert lkca_b.tasks == ("classification", "segmentation")
     assert registry.get_backbone("lkca-b-seg") is lkca_b and registry.get_backbone("LKCA-B-SEG") is lkca_b
-    assert not any(name.endswith("-seg") for name in registry._SPECS)  # only old aliases carry the suffix
+    assert not any(name.endswith("-seg") for name in registry.BACKBONES.names())  # only old aliases carry the suffix
     encoder = lkca_b.build(img_size=64, num_classes=150, task="segmentation")
     classifier = lkca_b.build(img_size=32, num_classes=10)
     assert type(encoder).__name__ == "PlainPyramidEncoder" and type(classifier).__name__ == "VisionTransformer"
@@ -172,7 +173,7 @@ def test_entry_point_group_is_loaded(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-pkg\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[vbench.backbones]\nep = ep_pkg.models\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_loaded_entry_points", False)
+    registry.BACKBONES.reset_entry_points()
     registry.load_entry_point_backbones()
     assert registry.resolve_name("epn") == "ep-net"
 
@@ -184,7 +185,7 @@ def test_list_answers_from_declarations_and_measures_on_request():
     assert rows["vit-small"]["paper_params_m"] == 2.69 and rows["lkca-l"]["paper_params_m"] is not None
     measured = json.loads(run_cli("list", "backbones", "vit-0.5m,twins-svt-s", "--measure", "--json").out)
     vit, twins = measured
-    from vbench.paper import reference_models
+    from vbench.reporting.paper import reference_models
 
     authors = reference_models().query("source_name == 'vit-05m' and img_size == 32 and num_classes == 10")
     assert (vit["params"], vit["flops_complete"], vit["error"]) == (int(authors["params"].iloc[0]), True, None)

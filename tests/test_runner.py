@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli import process_result, run_cli, start_cli
 from plugins import FAST, write_plugin
-from vbench import registry
+
 from vbench.data.fixtures import write_fixture, write_image_folder_suite
+from vbench.models import registry
 from vbench.store import open_store
 
 
@@ -77,8 +77,8 @@ def test_run_leaves_a_done_row_with_metrics_and_steps(kind, plugin, tmp_path):
     assert "2 epochs (0 warm-up epochs)" in result.out.splitlines()[0]
     assert "next: vbench report" in result.out
     # the final weights and the final evaluation's per-image predictions are kept beside the store
-    from vbench.artifacts import load_weights, predictions_path, run_files, weights_path
-    from vbench.predictions import load_predictions
+    from vbench.store.artifacts import load_weights, predictions_path, run_files, weights_path
+    from vbench.store.predictions import load_predictions
 
     assert set(run_files(store, run.id)) == {"checkpoint", "weights", "predictions"}
     model = load_weights(weights_path(store, run.id), registry.create_backbone("tiny-test", num_classes=run.num_classes))

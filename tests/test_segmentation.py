@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
-
 import readme
+import torch
 from cli import run_cli
 from plugins import SEG_TINY
-from vbench import registry
+
 from vbench.errors import VbenchError
-from vbench.measure import count_flops, count_params
+from vbench.models import registry
+from vbench.models.measure import count_flops, count_params
 from vbench.segmentation.ade20k import IGNORE_INDEX, load_label, write_ade20k_fixture
 from vbench.segmentation.heads import Segmentor
 from vbench.store import open_store

@@ -11,14 +11,14 @@ import signal
 from pathlib import Path
 
 import pytest
-
 import readme
 from cli import run_cli, start_cli
 from plugins import FAST, write_plugin
 from services import free_port, wait_for
+
 from vbench.data.fixtures import write_fixture
-from vbench.slurm import SlurmSettings, parse_option, parse_time
 from vbench.errors import VbenchError
+from vbench.slurm.sweep import SlurmSettings, parse_option, parse_time
 from vbench.store import open_store
 
 # Each job trains one thread on one of the cluster's CPUs; a throttle of 2 and a setup line, as a user would give.
@@ -195,8 +195,9 @@ class TwoProcessesPerJob(SlurmSettings):
 
 
 def test_a_job_of_two_processes_is_one_distributed_run(slurm_cluster, fresh_database, tmp_path, monkeypatch):
-    from vbench import api, slurm
-    from vbench.runner import RunOptions
+    from vbench import api
+    from vbench.engine.runner import RunOptions
+    from vbench.slurm import sweep as slurm
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -1,4 +1,4 @@
-"""vbench.stats against hand-computed cases (formulas in the test, quantiles from scipy.stats.t)."""
+"""vbench.reporting.stats against hand-computed cases (formulas in the test, quantiles from scipy.stats.t)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import pytest
 from scipy import stats as scipy_stats
 
 from vbench.errors import VbenchError
+from vbench.reporting.stats import (
+    bootstrap_accuracy_difference,
+    bootstrap_miou_difference,
+    mcnemar_exact,
+    mean_interval,
+    seed_difference,
+)
 from vbench.segmentation.metrics import scores_from_histograms
-from vbench.stats import (bootstrap_accuracy_difference, bootstrap_miou_difference, mcnemar_exact, mean_interval,
-                          seed_difference)
 
 
 def test_same_seeds_are_paired_by_seed_not_by_order():

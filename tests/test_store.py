@@ -12,10 +12,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from cli import run_cli
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from cli import run_cli
 from vbench.errors import VbenchError
 from vbench.store import SCHEMA_VERSION, RunKey, Step, open_store
 
@@ -64,7 +65,8 @@ def test_unique_step_per_run_and_cascade_delete(tmp_path):
     for run_id in (keep, gone):
         store.replace_steps(run_id, [(1, {}), (2, {})], steps_done=2)
     with pytest.raises(IntegrityError):
-        store._write(lambda session: session.add(Step(run_id=keep, step=1, metrics={})))
+        with Session(store.engine) as session, session.begin():
+            session.add(Step(run_id=keep, step=1, metrics={}))
     with store.engine.begin() as connection:  # the foreign key cascades in the database itself
         connection.execute(text("DELETE FROM runs WHERE id = :id"), {"id": gone})
     assert sum(map(len, store.steps_of([keep, gone]).values())) == 2

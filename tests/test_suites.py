@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-
 from cli import run_cli
+
 from vbench.errors import VbenchError
+from vbench.paths import default_data_root
 from vbench.recipes import ClassificationRecipe, SegmentationRecipe
-from vbench.suites import builtin_suites, default_data_root, load_suite
+from vbench.suites import builtin_suites, load_suite
 
 
 def test_builtin_suites():
@@ -245,8 +246,8 @@ def _one_step_and_evaluation(task, spec):
 def test_every_classification_recipe_field_reaches_a_built_object(tmp_path):
     import torch
 
-    from vbench import registry
     from vbench.data.fixtures import write_fixture
+    from vbench.models import registry
     from vbench.tasks.classification import ClassificationTask
 
     write_fixture("cifar10", tmp_path, per_batch=4, num_test=8)
@@ -261,7 +262,7 @@ def test_every_classification_recipe_field_reaches_a_built_object(tmp_path):
 def test_every_segmentation_recipe_field_reaches_a_built_object(tmp_path):
     import torch
 
-    from vbench import registry
+    from vbench.models import registry
     from vbench.segmentation.ade20k import write_ade20k_fixture
     from vbench.tasks.segmentation import SegmentationTask
 

@@ -8,14 +8,16 @@ listing backbones and suites stays fast.
 
 from __future__ import annotations
 
+import difflib
 import json
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
-from vbench import __version__, registry
+from vbench import __version__
 from vbench.errors import VbenchError
+from vbench.models import registry
+from vbench.models.selection import select_registered, stored_names
+from vbench.parse import parse_seeds  # noqa: F401  (part of the library API)
+from vbench.reporting.paper import published_params_m, published_setting
 from vbench.suites import Suite, builtin_suites, load_suite
 
 
@@ -26,10 +28,7 @@ def load_plugins(plugins: Iterable[str] = ()) -> None:
 
 def backbone_rows(patterns: str | None = None, family: str | None = None, task: str | None = None) -> list[dict]:
     """What the registry knows of each backbone, without building it: name, family, tasks, the paper's params."""
-    from vbench.selection import select_registered
-
     specs = select_registered(patterns, family, task) if patterns or family else registry.list_backbones(task=task)
-    from vbench.paper import published_params_m
 
     published = published_params_m()
     return [spec_row(spec, published) for spec in specs]
@@ -47,7 +46,8 @@ def spec_row(spec: registry.BackboneSpec, published: dict[str, float] | None = N
 def measure_rows(rows: list[dict], img_size: int, num_classes: int, task: str | None = None, progress=None) -> list[dict]:
     """Each row with params and fvcore FLOPs of its model (cached on disk); a model that cannot be built at
     this size keeps its row, with the reason in ``error``."""
-    from vbench.measure import cached_measurement
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+    from vbench.models.measure import cached_measurement
 
     measured = []
     for row in rows:
@@ -75,8 +75,8 @@ def schedule_length(suite: Suite) -> int:
 
 
 def backbone_info(name: str, img_size: int, num_classes: int, task: str | None = None) -> dict:
-    from vbench.measure import count_flops, count_params, layer_summary
-    from vbench.paper import published_setting
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+    from vbench.models.measure import count_flops, count_params, layer_summary
 
     if img_size < 1 or num_classes < 1:
         raise VbenchError(f"--img and --classes must be positive, got {img_size} and {num_classes}")
@@ -91,95 +91,21 @@ def backbone_info(name: str, img_size: int, num_classes: int, task: str | None =
 
 
 # --- running ---------------------------------------------------------------------------------------
-def parse_seeds(text: str | None, default: int) -> list[int]:
-    if text is None or not text.strip():
-        return [default]
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise VbenchError(f"--seeds {text!r} is not a comma-separated list of integers (for example --seeds 0,1,2)") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise VbenchError(f"--seeds {text!r} must list distinct non-negative integers (for example --seeds 0,1,2)")
-    return seeds
+def plan_run(suite: str, backbones: str, seeds: str | None = None, **kwargs):
+    """Check everything and build the jobs; nothing is written (``vbench.engine.plan.plan_run``)."""
+    from vbench.engine import plan  # here, not at the top: keeps `vbench --help` and `list` from importing torch
+
+    return plan.plan_run(suite, backbones, seeds, **kwargs)
 
 
-@dataclass
-class PlannedRun:
-    """Everything checked, nothing written yet."""
+def execute(planned):
+    """Run a planned suite into its store (``vbench.engine.plan.execute``)."""
+    from vbench.engine import plan  # here, not at the top: keeps `vbench --help` and `list` from importing torch
 
-    suite: Suite
-    runner: Any
-    jobs: list
-    url: str
-    seeds: list[int]
+    return plan.execute(planned)
 
 
-@dataclass
-class RunResult:
-    suite: Suite
-    outcomes: list
-    store_label: str
-    artifact_root: Path
-    data: Any = None
-    jobs: list = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return any(o.status == "failed" for o in self.outcomes)
-
-
-def plan_run(suite: str, backbones: str, seeds: str | None = None, *, db: str | None = None,
-             overrides: dict | None = None, sets: Iterable[str] = (), options=None, console=None,
-             family: str | None = None) -> PlannedRun:
-    """Load and check the suite, the backbones, the data and the store's location; build and measure each
-    backbone once. Raises VbenchError on bad input; writes nothing."""
-    from vbench.runner import RunOptions, Runner
-    from vbench.store import check_url
-
-    options = absolute_data_root(options or RunOptions())
-    url = check_url(db)
-    the_suite = load_suite(suite, overrides={**(overrides or {}), "data_root": options.data_root}, sets=sets)
-    from vbench.selection import select_registered
-
-    specs = select_registered(backbones, family, the_suite.task)
-    if not specs:
-        raise VbenchError("--backbones is empty; give comma-separated names or patterns (see `vbench list backbones`)")
-    seed_list = parse_seeds(seeds, the_suite.recipe.seed)
-    if options.limit is not None and options.limit < 1:
-        raise VbenchError(f"--limit must be at least 1, got {options.limit}")
-    runner = Runner(the_suite, options, console)
-    runner.prepare()
-    jobs = runner.plan(specs, seed_list)
-    if all(job.error for job in jobs):
-        reasons = "; ".join(dict.fromkeys(f"{job.spec.name}: {job.error}" for job in jobs))
-        raise VbenchError(f"no backbone can run on suite {the_suite.name!r}: {reasons}")
-    return PlannedRun(the_suite, runner, jobs, url, seed_list)
-
-
-def absolute_data_root(options):
-    """Runs record where their data came from: a relative --data-root is made absolute."""
-    import dataclasses
-
-    if not options.data_root:
-        return options
-    return dataclasses.replace(options, data_root=str(Path(options.data_root).expanduser().resolve()))
-
-
-def execute(planned: PlannedRun) -> RunResult:
-    from vbench.store import open_store
-
-    if not planned.runner.dist.is_main:  # the other ranks of a torch.distributed run never open the store
-        outcomes = planned.runner.run(None, planned.jobs)
-        return RunResult(planned.suite, outcomes, "", Path(), planned.runner.data, planned.jobs)
-    store = open_store(planned.url, write=True)
-    try:
-        outcomes = planned.runner.run(store, planned.jobs)
-        return RunResult(planned.suite, outcomes, store.label, store.artifact_root, planned.runner.data, planned.jobs)
-    finally:
-        store.close()
-
-
-def run_suite(suite: str, backbones: str, seeds: str | None = None, **kwargs) -> RunResult:
+def run_suite(suite: str, backbones: str, seeds: str | None = None, **kwargs):
     """Train ``backbones`` on ``suite`` for every seed and record the runs (see ``plan_run`` for the arguments)."""
     return execute(plan_run(suite, backbones, seeds, **kwargs))
 
@@ -189,8 +115,6 @@ def stored_backbone_names(patterns: str | None, store=None, family: str | None =
     """Names as runs store them: registered names and aliases resolve, patterns expand over registered and
     stored names, ``family`` filters; anything else is kept as given (a run of a plugin that is not loaded
     now). None: no filter."""
-    from vbench.selection import stored_names
-
     stored = [(run.backbone, run.family) for run in store.list_runs()] if store is not None else []
     return stored_names(patterns, stored, family)
 
@@ -210,7 +134,6 @@ def check_suite_name(store, suite: str | None) -> None:
     """An unknown suite is one error with the closest known names."""
     if suite is None:
         return
-    import difflib
 
     known = sorted({run.suite for run in store.list_runs()} | set(builtin_suites()))
     if suite not in known:
@@ -221,8 +144,9 @@ def check_suite_name(store, suite: str | None) -> None:
 
 def delete_run(store, run_id: int):
     """Delete a run with its steps, evaluations and files (checkpoints, weights, predictions)."""
-    from vbench.artifacts import predictions_path, weights_path
-    from vbench.checkpoint import Checkpoints
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+    from vbench.store.artifacts import predictions_path, weights_path
+    from vbench.store.checkpoint import Checkpoints
 
     run = store.get_run(run_id)
     if run is None:
@@ -232,11 +156,6 @@ def delete_run(store, run_id: int):
     for path in (weights_path(store, run_id), predictions_path(store, run_id)):
         path.unlink(missing_ok=True)
     return run
-
-
-def measurement_cache_path() -> Path:
-    base = os.environ.get("VBENCH_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "vbench")
-    return Path(base).expanduser() / "measurements.json"
 
 
 def version_text() -> str:

@@ -1,9 +1,43 @@
-"""Paths a command is about to create: checked before anything is written."""
+"""Paths a command reads or writes: checked before anything is written, replaced atomically when written."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from vbench.errors import VbenchError
+
+PACKAGE_FOLDER = Path(__file__).resolve().parent
+
+
+def bundled_folder(checkout_name: str, installed_name: str) -> Path:
+    """A folder of files vbench ships, found by vbench's own location, never through ``sys.path``: inside an
+    installed wheel it is ``vbench/<installed_name>``; in a source checkout (an editable install) it is the
+    repository's top-level ``<checkout_name>``. A folder of that name in the working directory, or another
+    package of that name, is never taken for it."""
+    installed = PACKAGE_FOLDER / installed_name
+    if installed.is_dir():
+        return installed
+    checkout = PACKAGE_FOLDER.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / checkout_name).is_dir():
+        return checkout / checkout_name
+    raise VbenchError(f"vbench's own {checkout_name}/ folder is missing beside {PACKAGE_FOLDER}; reinstall vbench")
+
+
+def default_data_root() -> Path:
+    """``$VBENCH_DATA``, else ``~/.cache/vbench/data``."""
+    return Path(os.environ.get("VBENCH_DATA") or "~/.cache/vbench/data").expanduser()
+
+
+def cache_root() -> Path:
+    """``$VBENCH_CACHE``, else ``$XDG_CACHE_HOME/vbench`` (``~/.cache/vbench``)."""
+    base = os.environ.get("VBENCH_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "vbench")
+    return Path(base).expanduser()
 
 
 def writable_folder(path: Path) -> tuple[bool, Path]:
@@ -18,3 +52,70 @@ def writable_folder(path: Path) -> tuple[bool, Path]:
 def creatable(path: Path) -> tuple[bool, Path]:
     """Whether ``path`` can be created beside its siblings: (answer, its nearest existing ancestor)."""
     return writable_folder(path.parent)
+
+
+def disk_full_message(folder: Path, needed: int | None = None) -> str:
+    free = shutil.disk_usage(folder).free if folder.exists() else 0
+    size = f"{needed / 2**20:.1f} MiB are needed and " if needed else ""
+    return (f"the disk holding {folder} is full: {size}{free / 2**20:.1f} MiB are free; free some space or point "
+            "$VBENCH_ARTIFACTS (or the output option) at another disk")
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC, also where a library reports it as text (safetensors' SafetensorError)."""
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def atomic_path(path: Path | str, *, sync: bool = False, needed: int | None = None) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the caller to write; when the block ends without error it replaces
+    ``path`` in one rename (fsynced with its folder when ``sync``), so a reader sees the old file or the whole
+    new one. On any error the temporary file is removed; a full disk is one line naming the folder. The file
+    gets the umask's mode, as ``open`` would give it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        os.chmod(temporary, 0o666 & ~_umask())
+        yield temporary
+        if sync:
+            with open(temporary, "rb+") as stream:
+                os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if isinstance(exc, Exception) and _is_disk_full(exc):
+            raise VbenchError(disk_full_message(path.parent, needed)) from None
+        raise
+    if sync:
+        sync_folder(path.parent)
+
+
+def atomic_write(path: Path | str, data: bytes | str, *, sync: bool = False) -> Path:
+    """Write ``data`` (text is UTF-8) to ``path`` atomically (see ``atomic_path``)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_path(path, sync=sync, needed=len(payload)) as temporary:
+        temporary.write_bytes(payload)
+    return Path(path)

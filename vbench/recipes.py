@@ -13,8 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from vbench.errors import VbenchError
+
 AUTOAUGMENT_POLICIES = ("cifar10", "svhn", "imagenet", "none")
-AUGMENT_IMPLS = ("authors", "torchvision")  # whose AutoAugment ops and Random Erasing (vbench.authors_augment)
+AUGMENT_IMPLS = ("authors", "torchvision")  # whose AutoAugment ops and Random Erasing (vbench.data.authors_augment)
 OPTIMIZERS = ("adamw", "adam", "sgd")
 HEADS = ("upernet", "fpn")
 PAPER_WARMUP_SHARE = 10  # the paper warms up for 10 of its 100 epochs
@@ -156,8 +158,6 @@ class SegmentationRecipe(Recipe):
     optimizer: dict[str, OptimizerConfig] = spec(factory=_default_optimizers)
 
     def optimizer_for(self, kind: str) -> OptimizerConfig:
-        from vbench.errors import VbenchError
-
         if kind not in self.optimizer:
             raise VbenchError(f"the suite has no [recipe.optimizer.{kind}] table; it has {', '.join(self.optimizer)}")
         return self.optimizer[kind]
@@ -186,3 +186,37 @@ class SegmentationRecipe(Recipe):
         if len(parts) == 1 and parts[0] in optimizer_keys and parts[0] not in {f.name for f in dataclasses.fields(cls)}:
             return [("optimizer", kind, parts[0]) for kind in kinds]
         return [parts]
+
+
+# --- recipes compared, and their values as text ---------------------------------------------------
+def recipe_differences(recipe: dict, reference: dict | None) -> list[str]:
+    """``"epochs 1 instead of 100"`` for every key (seed aside) where ``recipe`` departs from ``reference``."""
+    if reference is None:
+        return []
+    mine, theirs = flatten(recipe), flatten(reference)
+    differences = []
+    for key in sorted(set(mine) | set(theirs)):
+        if key == "seed" or key.endswith(".source") or mine.get(key) == theirs.get(key):
+            continue
+        differences.append(f"{key} {value_text(mine.get(key))} instead of {value_text(theirs.get(key))}")
+    return differences
+
+
+def flatten(values: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def value_text(value) -> str:
+    """A recipe value as a person reads it: ``1e-05``, ``[0.5, 0.5]``, ``-`` for none."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    return "-" if value is None else str(value)

@@ -1,443 +1,194 @@
-"""Backbone registry: named backbones, each with one model per task it supports.
+"""One registry for every kind of plug-in: backbones, tasks, leaderboard sections, and later runtimes,
+metrics and readers.
 
-A backbone is registered with ``@register_backbone(name, family=..., task=..., accepts=..., features=...)``
-on a builder ``(img_size, num_classes, **accepted) -> nn.Module``, in the spirit of timm's
-``@register_model``. The declaration is the contract between a backbone and the engine:
-
-- ``task``: the task this builder serves; registering the same name for another task adds a
-  variant (``lkca-b`` has a classification model and a segmentation encoder);
-- ``accepts``: the keyword arguments the builder takes, with timm's names (``drop_path_rate``); the
-  engine passes a recipe value only where it is accepted, and anything else is refused up front;
-- ``features`` (dense tasks): the feature pyramid the encoder returns (channels, strides, size
-  divisor), so a head can be built without probing the model;
-- ``recipe_kind``: which optimiser table of a segmentation recipe applies (``transformer`` or ``cnn``).
-
-Built-in families live in the ``backbones`` package, one module per family. Listing them must not
-import torch, so their ``@register_backbone`` declarations are read from the source with ``ast``
-(they are literals by convention, and a test checks that the imported registrations match); the
-module itself is imported only when a model is built. Third-party backbones come from the
-``vbench.backbones`` entry-point group or from ``--plugin PATH_OR_MODULE``.
+A ``Registry`` holds named objects of one kind, looked up case-insensitively by name or alias; an unknown
+name is one error with the closest names. Third-party objects come from an entry-point group, loaded
+lazily on the first lookup (as lm-evaluation-harness's ``api/registry.py`` does): an entry point may be a
+module (importing it registers), a function (called to register) or an object that ``adopt`` registers.
+A plug-in that fails to load is one line naming it, its exception and its line.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
-import fnmatch
-import hashlib
 import importlib
-import importlib.util
 import inspect
-import sys
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
-from vbench.errors import UnknownNameError, VbenchError
+from vbench.errors import UnknownNameError, VbenchError, first_line
 
-ENTRY_POINT_GROUP = "vbench.backbones"
-BUILTIN_PACKAGE = "backbones"
-DEFAULT_TASK = "classification"
-RECIPE_KINDS = ("transformer", "cnn")
-Builder = Callable[..., Any]
+T = TypeVar("T")
+FEW = 8  # an unknown name lists every registered one up to this many, else the closest
+
+
+class DuplicateNameError(VbenchError):
+    """A name or alias that another registered object holds already."""
 
 
 @dataclass(frozen=True)
-class Features:
-    """The feature pyramid of a dense encoder: one map per stride, ``channels[i]`` wide."""
+class Reference:
+    """``"module:attribute"``, imported on first use: a lower package can name an object of a higher one (a
+    feature's chart, a task's implementation) without importing it."""
 
-    channels: tuple[int, ...]
-    strides: tuple[int, ...] = (4, 8, 16, 32)
-    size_divisor: int = 32
+    target: str
 
-    def __post_init__(self):
-        if len(self.channels) != len(self.strides):
-            raise VbenchError(f"features: {len(self.channels)} channels for {len(self.strides)} strides")
-
-
-@dataclass
-class Variant:
-    """One task's model of a backbone. ``builder`` stays None until its module is imported."""
-
-    task: str
-    module: str
-    function: str
-    accepts: tuple[str, ...] = ()
-    features: Features | None = None
-    recipe_kind: str = "transformer"
-    summary: str = ""
-    builder: Builder | None = None
-
-    def resolve_builder(self) -> Builder:
-        if self.builder is None:
-            importlib.import_module(self.module)  # its @register_backbone fills in the builder
-        if self.builder is None:
-            raise VbenchError(f"module {self.module} did not register {self.function}() as its source says")
-        return self.builder
+    def load(self) -> Any:
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
 
 
-@dataclass
-class BackboneSpec:
-    name: str
-    family: str
-    paper_names: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-    in_paper: bool = True
-    variants: dict[str, Variant] = field(default_factory=dict)
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return tuple(self.variants)
-
-    @property
-    def summary(self) -> str:
-        return next((v.summary for v in self.variants.values() if v.summary), "")
-
-    @property
-    def origin(self) -> str:
-        variant = next(iter(self.variants.values()))
-        module = sys.modules.get(variant.module)
-        path = getattr(module, "__file__", None)
-        return f"{variant.module} ({path})" if path else variant.module
-
-    def variant(self, task: str = DEFAULT_TASK) -> Variant:
-        if task not in self.variants:
-            raise VbenchError(f"backbone {self.name!r} has no {task} model; its tasks: {', '.join(self.tasks)}")
-        return self.variants[task]
-
-    def build(self, img_size: int = 32, num_classes: int = 10, task: str = DEFAULT_TASK, **overrides):
-        """The ``task`` model for ``img_size`` images and ``num_classes`` classes."""
-        import torch.nn as nn
-
-        variant = self.variant(task)
-        refused = sorted(set(overrides) - set(variant.accepts))
-        if refused:
-            takes = ", ".join(variant.accepts) or "no keyword arguments"
-            raise VbenchError(f"backbone {self.name!r} ({task}) does not accept {', '.join(refused)}; it accepts {takes}")
-        model = variant.resolve_builder()(img_size=img_size, num_classes=num_classes, **overrides)
-        if not isinstance(model, nn.Module):
-            raise VbenchError(f"backbone {self.name!r}: its builder {variant.function}() returned "
-                              f"{type(model).__name__}, not a torch.nn.Module")
-        return model
-
-
-class DuplicateBackboneError(VbenchError):
-    pass
-
-
-_SPECS: dict[str, BackboneSpec] = {}
-_LOOKUP: dict[str, str] = {}  # lower-cased name or alias -> canonical name
-_loaded_builtin = False
-_loaded_entry_points = False
-
-
-def register_backbone(
-    name: str,
-    *,
-    family: str,
-    paper_names: Iterable[str] = (),
-    aliases: Iterable[str] = (),
-    in_paper: bool = True,
-    task: str = DEFAULT_TASK,
-    accepts: Iterable[str] = (),
-    features: Features | dict | None = None,
-    recipe_kind: str = "transformer",
-) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder`` as the ``task`` model of backbone ``name``."""
-
-    def decorate(builder: Builder) -> Builder:
-        _declare(name, dict(family=family, paper_names=paper_names, aliases=aliases, in_paper=in_paper,
-                            task=task, accepts=accepts, features=features, recipe_kind=recipe_kind),
-                 module=builder.__module__, function=builder.__name__,
-                 summary=_first_line(inspect.getdoc(builder)), builder=builder)
-        return builder
-
-    return decorate
-
-
-def _first_line(doc: str | None) -> str:
-    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
-
-
-def _declare(name: str, options: dict, module: str, function: str, summary: str, builder: Builder | None) -> None:
-    features = options.get("features")
-    if isinstance(features, dict):
-        features = Features(**{key: tuple(v) if isinstance(v, list) else v for key, v in features.items()})
-    if options.get("recipe_kind", "transformer") not in RECIPE_KINDS:
-        raise VbenchError(f"backbone {name!r}: recipe_kind must be one of {', '.join(RECIPE_KINDS)}")
-    variant = Variant(task=options.get("task", DEFAULT_TASK), module=module, function=function,
-                      accepts=tuple(options.get("accepts", ())), features=features,
-                      recipe_kind=options.get("recipe_kind", "transformer"), summary=summary, builder=builder)
-    spec = BackboneSpec(name=name, family=options["family"], paper_names=tuple(options.get("paper_names", ())),
-                        aliases=tuple(options.get("aliases", ())), in_paper=options.get("in_paper", True),
-                        variants={variant.task: variant})
-    _add(spec)
-
-
-def _add(new: BackboneSpec) -> None:
-    """Register ``new``, or merge it into the backbone of the same name as another task's variant."""
-    (task, variant), = new.variants.items()
-    existing = _SPECS.get(_LOOKUP.get(new.name.lower(), ""))
-    if existing is not None and existing.name == new.name:
-        _merge(existing, new, task, variant)
-        return
-    keys = [new.name.lower()] + [alias.lower() for alias in new.aliases]
-    if len(set(keys)) != len(keys):
-        raise DuplicateBackboneError(f"backbone {new.name!r} from {variant.module} repeats a name among its aliases")
-    _check_free(keys, new.name, variant.module)
-    _SPECS[new.name] = new
-    for key in keys:
-        _LOOKUP[key] = new.name
-
-
-def _merge(existing: BackboneSpec, new: BackboneSpec, task: str, variant: Variant) -> None:
-    held = existing.variants.get(task)
-    if held is not None:
-        if (held.module, held.function) != (variant.module, variant.function):
-            raise DuplicateBackboneError(
-                f"backbone name {new.name!r} ({task}) from {variant.module} is already registered by "
-                f"{held.module}.{held.function}; rename one of them")
-        _check_same_declaration(existing, new, held, variant)
-        held.builder = variant.builder or held.builder  # the lazily read declaration meets its function
-        return
-    if existing.family != new.family:
-        raise DuplicateBackboneError(f"backbone {new.name!r} ({task}) from {variant.module} says family "
-                                     f"{new.family!r}, its other tasks say {existing.family!r}")
-    added = [alias for alias in new.aliases if alias not in existing.aliases]
-    _check_free([alias.lower() for alias in added], new.name, variant.module)
-    existing.variants[task] = variant
-    existing.aliases += tuple(added)
-    existing.paper_names += tuple(n for n in new.paper_names if n not in existing.paper_names)
-    for alias in added:
-        _LOOKUP[alias.lower()] = existing.name
-
-
-def _check_same_declaration(existing: BackboneSpec, new: BackboneSpec, held: Variant, variant: Variant) -> None:
-    """The declaration read from a module's source and the one its import makes must agree."""
-    read = (held.accepts, held.features, held.recipe_kind)
-    made = (variant.accepts, variant.features, variant.recipe_kind)
-    if read != made or existing.family != new.family or not set(new.aliases) <= set(existing.aliases) \
-            or not set(new.paper_names) <= set(existing.paper_names):
-        raise VbenchError(f"backbone {new.name!r}: the declaration read from {variant.module}'s source differs from "
-                          "the one its import makes; write @register_backbone's arguments as literals")
-
-
-def _check_free(keys: list[str], name: str, module: str) -> None:
-    for key in keys:
-        if key in _LOOKUP and _LOOKUP[key] != name:
-            holder = _SPECS[_LOOKUP[key]]
-            raise DuplicateBackboneError(
-                f"backbone name {key!r} from {module} is already registered by {holder.name!r} from "
-                f"{holder.origin}; rename one of them")
-
-
-def unregister_backbone(name: str) -> None:
-    """Remove a backbone with all its variants (tests and interactive use)."""
-    spec = _SPECS.pop(resolve_name(name))
-    for key in [spec.name.lower()] + [alias.lower() for alias in spec.aliases]:
-        _LOOKUP.pop(key, None)
-
-
-# --- built-in families, read from their source -----------------------------------------------------
-class _NotLiteral(Exception):
-    pass
-
-
-def _literal(node: ast.AST, constants: dict[str, Any]) -> Any:
-    """A literal expression, where a bare name may be a module-level literal constant."""
-    if isinstance(node, ast.Name):
-        if node.id in constants:
-            return constants[node.id]
-        raise _NotLiteral(node.id)
-    if isinstance(node, ast.List):
-        return [_literal(e, constants) for e in node.elts]
-    if isinstance(node, ast.Tuple):
-        return tuple(_literal(e, constants) for e in node.elts)
-    if isinstance(node, ast.Dict):
-        return {_literal(k, constants): _literal(v, constants) for k, v in zip(node.keys, node.values)}
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
-        return {k.arg: _literal(k.value, constants) for k in node.keywords}
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        raise _NotLiteral(ast.dump(node)) from None
-
-
-def _declarations(source: str) -> list[tuple[str, dict, str, str]]:
-    """``(name, options, function, summary)`` of every ``@register_backbone(...)`` in ``source``."""
-    tree = ast.parse(source)
-    constants: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                constants[node.targets[0].id] = _literal(node.value, constants)
-            except _NotLiteral:
-                pass
-    found = []
-    for node in tree.body:
-        if not isinstance(node, ast.FunctionDef):
-            continue
-        for decorator in node.decorator_list:
-            if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "register_backbone":
-                name = _literal(decorator.args[0], constants)
-                options = {k.arg: _literal(k.value, constants) for k in decorator.keywords}
-                found.append((name, options, node.name, _first_line(ast.get_docstring(node))))
-    return found
-
-
-def builtin_modules() -> list[tuple[str, Path]]:
-    """(module name, file) of every family module of the ``backbones`` package."""
-    spec = importlib.util.find_spec(BUILTIN_PACKAGE)
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return [(f"{BUILTIN_PACKAGE}.{path.stem}", path) for path in sorted(folder.glob("*.py"))
-            if not path.stem.startswith("_")]
-
-
-def load_builtin_backbones() -> None:
-    global _loaded_builtin
-    if _loaded_builtin:
-        return
-    _loaded_builtin = True
-    for module, path in builtin_modules():
-        try:
-            declarations = _declarations(path.read_text(encoding="utf-8"))
-        except _NotLiteral:  # not readable without running it: import it instead
-            importlib.import_module(module)
-            continue
-        for name, options, function, summary in declarations:
-            _declare(name, options, module=module, function=function, summary=summary, builder=None)
-
-
-def load_entry_point_backbones() -> None:
-    global _loaded_entry_points
-    if _loaded_entry_points:
-        return
-    _loaded_entry_points = True
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = _run_plugin(entry.value, lambda: entry.load())
-        if callable(loaded) and not inspect.ismodule(loaded):
-            loaded()
-
-
-def _run_plugin(label: str, load: Callable[[], Any]) -> Any:
-    """Import a plugin; an exception it raises becomes one line naming the plugin and its line."""
+def run_plugin(label: str, load: Callable[[], Any]) -> Any:
+    """Import or call a plug-in; an exception it raises becomes one line naming the plug-in and its line."""
     try:
         return load()
     except VbenchError:
         raise
     except Exception as exc:
-        import traceback
-
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
         where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-        raise VbenchError(f"plugin {label} raised {type(exc).__name__}: {exc}{where}; fix the plugin or "
+        raise VbenchError(f"plugin {label} raised {type(exc).__name__}: {first_line(exc)}{where}; fix the plugin or "
                           "leave it out") from exc
 
 
-def load_plugin(path_or_module: str) -> None:
-    """Import a plugin given as a ``.py`` file path or an importable module name."""
-    load_builtin_backbones()
-    path = Path(path_or_module)
-    if path.suffix == ".py" or path.exists():
-        if not path.is_file():
-            raise VbenchError(f"plugin file {str(path)!r} does not exist; give a .py file or an importable module")
-        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-        module_name = f"vbench_plugin_{path.stem}_{digest}"
-        if module_name in sys.modules:
+class Registry(Generic[T]):
+    """Named objects of one ``kind`` (used in messages: "unknown backbone 'x'")."""
+
+    def __init__(self, kind: str, group: str | None = None, adopt: Callable[[Any], Any] | None = None,
+                 listing: str = ""):
+        self.kind = kind
+        self.group = group  # the entry-point group of third-party objects
+        self.adopt = adopt  # registers an object an entry point returns (None: entry points register themselves)
+        self.listing = listing  # the command that lists them, named in errors
+        self._items: dict[str, T] = {}  # canonical name -> object, in registration order
+        self._lookup: dict[str, str] = {}  # lower-cased name or alias -> canonical name
+        self._entry_points_loaded = group is None
+
+    # --- registering ------------------------------------------------------------------------------
+    def add(self, name: str, item: T | Reference, aliases: Iterable[str] = (), replace: bool = False) -> T:
+        """Register ``item`` (or a ``Reference`` to it, imported on first use) under ``name`` and ``aliases``."""
+        keys = [name.lower(), *(alias.lower() for alias in aliases)]
+        if len(set(keys)) != len(keys):
+            raise DuplicateNameError(f"{self.kind} {name!r} repeats a name among its aliases")
+        if replace and name in self._items:
+            self.remove(name)
+        for key in keys:
+            holder = self._lookup.get(key)
+            if holder is not None and holder != name or holder == name and not replace and key == name.lower():
+                raise DuplicateNameError(f"{self.kind} name {key!r} is already registered by {holder!r}; "
+                                         "rename one of them")
+        self._items[name] = item
+        for key in keys:
+            self._lookup[key] = name
+        return item
+
+    def add_aliases(self, name: str, aliases: Iterable[str]) -> None:
+        """More aliases for the registered ``name``."""
+        for alias in aliases:
+            holder = self._lookup.get(alias.lower())
+            if holder not in (None, name):
+                raise DuplicateNameError(f"{self.kind} name {alias!r} is already registered by {holder!r}; "
+                                         "rename one of them")
+            self._lookup[alias.lower()] = name
+
+    def register(self, name: str, aliases: Iterable[str] = (), replace: bool = False):
+        """Decorator form of ``add``."""
+
+        def decorate(item: T) -> T:
+            self.add(name, item, aliases, replace)
+            return item
+
+        return decorate
+
+    def remove(self, name: str) -> T | None:
+        canonical = self._lookup.get(name.lower(), name)
+        item = self._items.pop(canonical, None)
+        for key in [key for key, held in self._lookup.items() if held == canonical]:
+            del self._lookup[key]
+        return item
+
+    def holder(self, key: str) -> str | None:
+        """The canonical name registered under ``key`` (a name or alias), without loading entry points."""
+        return self._lookup.get(key.lower())
+
+    # --- looking up -------------------------------------------------------------------------------
+    def load_entry_points(self) -> None:
+        if self._entry_points_loaded:
             return
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            _run_plugin(str(path), lambda: spec.loader.exec_module(module))
-        except BaseException:
-            sys.modules.pop(module_name, None)
-            raise
-        return
-    if importlib.util.find_spec(path_or_module) is None:
-        raise VbenchError(f"plugin {path_or_module!r} is neither a file nor an importable module; "
-                          "give a path to a .py file or an installed module name")
-    _run_plugin(path_or_module, lambda: importlib.import_module(path_or_module))
+        self._entry_points_loaded = True
+        for entry in entry_points(group=self.group):
+            loaded = run_plugin(entry.value, entry.load)
+            if inspect.ismodule(loaded):
+                continue
+            if self.adopt is not None and not inspect.isfunction(loaded):
+                self.adopt(loaded)
+            elif callable(loaded):
+                run_plugin(entry.value, loaded)
 
+    def reset_entry_points(self) -> None:
+        """The next lookup reads the entry points again (a package was installed since)."""
+        self._entry_points_loaded = self.group is None
 
-def load_all(plugins: Iterable[str] = ()) -> None:
-    load_builtin_backbones()
-    load_entry_point_backbones()
-    for plugin in plugins:
-        load_plugin(plugin)
+    def canonical(self, name: str) -> str | None:
+        """The canonical name of ``name`` (a name or an alias), None when nothing is registered under it."""
+        self.load_entry_points()
+        return self._lookup.get(name.lower())
 
+    def resolve(self, name: str) -> str:
+        canonical = self.canonical(name)
+        if canonical is None:
+            listing = f" (`{self.listing}` lists all)" if self.listing else ""
+            few = len(self._items) <= FEW
+            names = ", ".join(self._items if few else self.close_names(name))
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; {'known' if few else 'closest'}: {names}{listing}")
+        return canonical
 
-# --- lookup ----------------------------------------------------------------------------------------
-def close_names(name: str, n: int = 5) -> list[str]:
-    """The ``n`` registered backbones whose name or alias is most like ``name``."""
-    load_all()
-    key = name.lower()
+    def get(self, name: str) -> T:
+        return self._loaded(self.resolve(name))
 
-    def likeness(candidate: str) -> float:
-        contains = 1.0 if key and (key in candidate or candidate in key) else 0.0
-        return contains + difflib.SequenceMatcher(None, key, candidate).ratio()
+    def find(self, name: str) -> T | None:
+        canonical = self.canonical(name)
+        return None if canonical is None else self._loaded(canonical)
 
-    ranked: list[str] = []
-    for candidate in sorted(_LOOKUP, key=likeness, reverse=True):
-        if _LOOKUP[candidate] not in ranked:
-            ranked.append(_LOOKUP[candidate])
-    return ranked[:n]
+    def _loaded(self, canonical: str) -> T:
+        item = self._items[canonical]
+        if isinstance(item, Reference):
+            item = self._items[canonical] = item.load()
+        return item
 
+    def close_names(self, name: str, n: int = 5) -> list[str]:
+        """The ``n`` registered names whose name or alias is most like ``name``."""
+        self.load_entry_points()
+        key = name.lower()
 
-def resolve_name(name: str) -> str:
-    load_all()
-    canonical = _LOOKUP.get(name.lower())
-    if canonical is None:
-        raise UnknownNameError(
-            f"unknown backbone {name!r}; closest: {', '.join(close_names(name))} (`vbench list backbones` lists all)")
-    return canonical
+        def likeness(candidate: str) -> float:
+            contains = 1.0 if key and (key in candidate or candidate in key) else 0.0
+            return contains + difflib.SequenceMatcher(None, key, candidate).ratio()
 
+        ranked: list[str] = []
+        for candidate in sorted(self._lookup, key=likeness, reverse=True):
+            if self._lookup[candidate] not in ranked:
+                ranked.append(self._lookup[candidate])
+        return ranked[:n]
 
-def get_backbone(name: str) -> BackboneSpec:
-    return _SPECS[resolve_name(name)]
+    def names(self) -> list[str]:
+        self.load_entry_points()
+        return list(self._items)
 
+    def values(self) -> list[T]:
+        return [item for _, item in self.items()]
 
-def canonical_or_none(name: str) -> str | None:
-    """The canonical name of ``name`` (a name or an alias), None when nothing is registered under it."""
-    load_all()
-    return _LOOKUP.get(name.lower())
+    def items(self) -> list[tuple[str, T]]:
+        self.load_entry_points()
+        return [(name, self._loaded(name)) for name in list(self._items)]
 
+    def __contains__(self, name: str) -> bool:
+        return self.canonical(name) is not None
 
-def select_backbones(patterns: str | Iterable[str], family: str | None = None, task: str | None = None) -> list[BackboneSpec]:
-    """Backbones named by comma-separated names, aliases or shell patterns over names (``vit-*``), in order.
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
 
-    A plain name must exist (closest names otherwise); a pattern must match at least one backbone.
-    """
-    items = [p.strip() for p in (patterns.split(",") if isinstance(patterns, str) else patterns) if p.strip()]
-    chosen: list[BackboneSpec] = []
-    for item in items:
-        if any(ch in item for ch in "*?["):
-            matches = sorted((s for s in list_backbones(family=family, task=task)  # names, as timm's list_models
-                              if fnmatch.fnmatchcase(s.name.lower(), item.lower())), key=lambda s: s.name)
-            if not matches:
-                raise UnknownNameError(f"no backbone matches {item!r}" + _filters_text(family, task))
-        else:
-            matches = [get_backbone(item)]
-        chosen += [spec for spec in matches if spec not in chosen]
-    return chosen
-
-
-def _filters_text(family: str | None, task: str | None) -> str:
-    parts = [f"family {family!r}" if family else "", f"task {task!r}" if task else ""]
-    return (" in " + " and ".join(p for p in parts if p)) if any(parts) else ""
-
-
-def create_backbone(name: str, img_size: int = 32, num_classes: int = 10, task: str = DEFAULT_TASK, **overrides):
-    """Build the registered backbone ``name`` (a name or alias) for ``task``."""
-    return get_backbone(name).build(img_size=img_size, num_classes=num_classes, task=task, **overrides)
-
-
-def list_backbones(family: str | None = None, task: str | None = None) -> list[BackboneSpec]:
-    load_all()
-    specs = [s for s in _SPECS.values() if family is None or s.family.lower() == family.lower()]
-    return [s for s in specs if task is None or task in s.variants]
-
-
-def families() -> list[str]:
-    return sorted({s.family for s in list_backbones()})
+    def __len__(self) -> int:
+        return len(self.names())

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from dataclasses import dataclass
-from importlib import resources
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import tomllib
+
 from vbench.errors import UnknownNameError, VbenchError
+from vbench.paths import bundled_folder
 from vbench.recipes import Recipe
 from vbench.tasks import TaskInfo, get_task
 
@@ -72,19 +74,12 @@ _REQUIRED = ("kind", "img_size", "num_classes", "mean", "std")
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
-def default_data_root() -> Path:
-    """``$VBENCH_DATA`` if set, else ``~/.cache/vbench/data``."""
-    env = os.environ.get("VBENCH_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vbench" / "data"
-
-
 def builtin_suites() -> list[str]:
-    return sorted(p.name[: -len(".toml")] for p in resources.files("suites").iterdir()
-                  if p.name.endswith(".toml") and not p.name.startswith("_"))
+    return sorted(p.stem for p in bundled_folder("suites", "suite_files").glob("*.toml") if not p.name.startswith("_"))
 
 
 def _builtin_path(name: str) -> Path:
-    return Path(str(resources.files("suites").joinpath(f"{name.removesuffix('.toml')}.toml")))
+    return bundled_folder("suites", "suite_files") / f"{name.removesuffix('.toml')}.toml"
 
 
 def resolve_suite_path(name_or_path: str) -> Path:
@@ -345,3 +340,14 @@ def _describe(value: Any) -> str:
     kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}.get(
         type(value), type(value).__name__)
     return f"{kind} {value!r}"
+
+
+@lru_cache(maxsize=None)  # loads a suite file: once per (task, kind), not once per row
+def paper_recipe(task: str, kind: str | None) -> dict | None:
+    """The recipe the paper trained ``kind`` with: its built-in suite's, else the paper's CIFAR recipe."""
+    paper_kinds = {"classification": ("cifar10", "cifar100", "svhn", "tiny-imagenet"), "segmentation": ("ade20k",)}
+    kinds = paper_kinds.get(task)
+    if not kinds:
+        return None
+    name = kind if kind in kinds and kind in builtin_suites() else kinds[0]
+    return load_suite(name).recipe.to_dict()

@@ -11,8 +11,9 @@ from typing import Optional
 
 import typer
 
-from vbench.cli._common import app, err_console
+from vbench.api import version_text
 from vbench.cli import bench, compare, db, evaluate, info, leaderboard, listing, plot, report, robustness, run, runs  # noqa: F401  (they register commands)
+from vbench.cli._common import app, err_console
 from vbench.errors import VbenchError
 
 
@@ -24,8 +25,6 @@ def main_options(
 ) -> None:
     """Benchmark compact vision backbones: train, store, report, compare."""
     if version:
-        from vbench.api import version_text
-
         typer.echo(version_text())
         raise typer.Exit()
     if ctx.invoked_subcommand is None:
@@ -35,10 +34,12 @@ def main_options(
 
 def _click_exception_modules() -> list:
     """click's exceptions, and those of the copy of click that typer >= 0.20 vendors (typer._click)."""
+    # lazy: click's exceptions, only when an error is shown
     import click
 
     modules = [click.exceptions]
     try:
+        # lazy: click's exceptions, only when an error is shown
         from typer._click import exceptions as vendored
     except ImportError:
         return modules

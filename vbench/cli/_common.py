@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
+
+from vbench.api import load_plugins as load
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -23,15 +27,11 @@ FamilyFilter = typer.Option(None, "--family", help="Only backbones of this famil
 
 
 def load_plugins(plugins: Optional[List[str]]) -> None:
-    from vbench.api import load_plugins as load
-
     load(plugins or ())
 
 
 def wide_for_files() -> None:
     """A log file gets whole tables, not tables cut to 80 columns (an explicit $COLUMNS wins)."""
-    import os
-
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, 160)
 
@@ -50,3 +50,24 @@ def number(value, digits: int = 2, unit: str = "") -> str:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def summary_table(result) -> Table:
+    info = result.suite.task_info
+    table = Table(title=f"vbench run: {result.suite.name}")
+    columns = ["run", "backbone", "seed", "status", *(m.label for m in info.metrics), "params", "FLOPs", "img/s",
+               "peak mem", "wall"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("backbone", "status") else "right")
+    colours = {"done": "green", "skipped": "cyan", "busy": "cyan", "failed": "red", "interrupted": "yellow"}
+    for o in result.outcomes:
+        table.add_row(
+            str(o.run_id or "-"), o.backbone, str(o.seed), f"[{colours.get(o.status, 'white')}]{o.status}[/]",
+            *(number(o.metrics.get(m.name)) for m in info.metrics), millions(o.params), millions(o.flops),
+            number(o.images_per_s, 0), number(o.peak_memory_bytes / 2**20 if o.peak_memory_bytes else None, 0, " MiB"),
+            number(o.wall_time_s, 1, " s"),
+        )
+    failed = [o for o in result.outcomes if o.status == "failed" and o.run_id is None]
+    if failed:
+        table.caption = "; ".join(dict.fromkeys(f"{o.backbone}: {o.error}" for o in failed))
+    return table

@@ -1,20 +1,20 @@
-"""What ``vbench run --dry-run`` prints: the resolved recipe and the jobs (``vbench.dryrun``)."""
+"""What ``vbench run --dry-run`` prints: the resolved recipe and the jobs (``vbench.engine.dryrun``)."""
 
 from __future__ import annotations
 
 from rich.table import Table
 
 from vbench.cli._common import console, millions
+from vbench.recipes import value_text
 
 
 def _text(value) -> str:
-    from vbench.results import _text as plain
-
-    return "" if value is None else plain(value)
+    return "" if value is None else value_text(value)
 
 
 def print_plan(planned, first_line: str) -> None:
-    from vbench.dryrun import job_lines, recipe_lines
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+    from vbench.engine.dryrun import job_lines, recipe_lines
 
     suite = planned.suite
     console.print(first_line, highlight=False)
@@ -28,6 +28,7 @@ def print_plan(planned, first_line: str) -> None:
                        _text(line.suite_value) if line.changed else "",
                        _text(line.paper_value) if line.off_paper else "")
     console.print(recipe)
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.store import display_url
 
     jobs = Table(title=f"Jobs (store {display_url(planned.url)})")

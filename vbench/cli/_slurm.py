@@ -1,4 +1,4 @@
-"""``vbench run ... --launcher slurm``: the options and the command's SLURM path (the logic is in vbench.slurm)."""
+"""``vbench run ... --launcher slurm``: the options and the command's SLURM path (the logic is in vbench.slurm.sweep)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import sys
 from typing import List, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vbench.cli._common import console, err_console, wide_for_files
+from vbench.cli._common import console, err_console, summary_table, wide_for_files
+from vbench.errors import VbenchError
 
 LAUNCHERS = ("local", "slurm")
 
@@ -37,7 +39,8 @@ WaitOption = typer.Option(True, "--wait/--no-wait", help="With --launcher slurm:
 def slurm_settings(partition: Optional[str], time: Optional[str], gpus: int, cpus: Optional[int], mem: Optional[str],
                    max_parallel: Optional[int], setup: Optional[List[str]], options: Optional[List[str]],
                    allow_sqlite: bool, wait: bool):
-    from vbench.slurm import SlurmSettings
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+    from vbench.slurm.sweep import SlurmSettings
 
     return SlurmSettings(partition, time, gpus, cpus, mem, max_parallel, tuple(setup or ()), tuple(options or ()),
                          allow_sqlite, wait)
@@ -45,8 +48,8 @@ def slurm_settings(partition: Optional[str], time: Optional[str], gpus: int, cpu
 
 def check_launcher(launcher: str, settings) -> None:
     """``--launcher local`` takes no SLURM option: one given by mistake would silently do nothing."""
-    from vbench.errors import VbenchError
-    from vbench.slurm import SlurmSettings
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+    from vbench.slurm.sweep import SlurmSettings
 
     if launcher not in LAUNCHERS:
         raise VbenchError(f"unknown --launcher {launcher!r}; choose local or slurm")
@@ -57,7 +60,8 @@ def check_launcher(launcher: str, settings) -> None:
 def run_slurm(suite: str, backbones: str, seeds: Optional[str], *, db: Optional[str], overrides: dict, sets: list,
               options, plugins: list, settings, family: Optional[str] = None) -> None:
     """Check everything, submit the sweep, then wait for it with live progress (or return at once)."""
-    from vbench import slurm
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.slurm import sweep as slurm
 
     with err_console.status("loading the data, building and measuring the backbones..."):
         sweep = slurm.plan_sweep(suite, backbones, seeds, db=db, overrides=overrides, sets=sets, options=options,
@@ -76,7 +80,6 @@ def run_slurm(suite: str, backbones: str, seeds: Optional[str], *, db: Optional[
     except KeyboardInterrupt:
         console.print(f"\nstopped waiting; {slurm.how_to_follow(sweep, db_flag)}", highlight=False)
         sys.exit(130)
-    from vbench.cli.run import summary_table
 
     console.print(summary_table(result))
     console.print(f"runs are in {result.store_label}; job logs under {sweep.folder}\n"
@@ -108,9 +111,8 @@ def submitted_table(sweep) -> Table:
 
 
 def _wait_with_progress(sweep):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from vbench import slurm
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.slurm import sweep as slurm
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[counts]}"), console=console, disable=not console.is_terminal)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -9,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from vbench.cli._common import PluginOption, app, load_plugins
+from vbench.errors import VbenchError
 
 BENCHMARK_DIR = Path(__file__).resolve().parent.parent.parent / "benchmarks"
 
@@ -24,10 +26,6 @@ def bench_command(
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Run one of the speed benchmarks in benchmarks/ (extra arguments are passed to it)."""
-    import runpy
-
-    from vbench.errors import VbenchError
-
     load_plugins(plugin)
     script = BENCHMARK_DIR / f"{name.replace('-', '_')}.py"
     if not script.is_file():

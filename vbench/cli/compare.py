@@ -7,7 +7,9 @@ from typing import List, Optional
 
 import typer
 
+from vbench.api import check_suite_name, parse_seeds, stored_backbone_name
 from vbench.cli._common import DbOption, PluginOption, app, load_plugins
+from vbench.errors import VbenchError
 
 
 @app.command("compare")
@@ -22,11 +24,9 @@ def compare_command(
 ) -> None:
     """Is A better than B? The mean difference over seeds with a 95% t interval (paired or Welch) and its
     p-value; per pair of runs, a bootstrap interval over test images and McNemar's exact test."""
-    from vbench.api import check_suite_name, parse_seeds, stored_backbone_name
-    from vbench.compare import compare, comparison_report
-    from vbench.errors import VbenchError
-    from vbench.render import render
-    from vbench.report import check_format
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.reporting.compare import compare, comparison_report
+    from vbench.reporting.render import check_format, render
     from vbench.store import opened
 
     check_format(fmt)

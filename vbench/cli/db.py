@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from vbench.cli._common import DbOption, app, console
+from vbench.errors import VbenchError
 
 db_app = typer.Typer(no_args_is_help=True, help="Check or upgrade the run store.")
 app.add_typer(db_app, name="db")
@@ -15,7 +16,7 @@ app.add_typer(db_app, name="db")
 @db_app.command("check")
 def db_check_command(db: Optional[str] = DbOption) -> None:
     """Run the database's integrity check (SQLite: PRAGMA integrity_check)."""
-    from vbench.errors import VbenchError
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.store import opened
 
     with opened(db) as store:
@@ -30,6 +31,7 @@ def db_check_command(db: Optional[str] = DbOption) -> None:
 @db_app.command("upgrade")
 def db_upgrade_command(db: Optional[str] = DbOption) -> None:
     """Upgrade the store's schema to this vbench's (older vbench versions cannot open it afterwards)."""
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.store import SCHEMA_VERSION, opened
 
     with opened(db, write=True) as store:

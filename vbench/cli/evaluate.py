@@ -28,8 +28,9 @@ def eval_command(
 ) -> None:
     """Evaluate weights without training (timm's validate.py): the suite's metrics on its test split,
     recorded as an eval-only run that training reports leave out."""
-    from vbench.evaluate import evaluate_weights
-    from vbench.runner import RunOptions
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+    from vbench.engine.evaluate import evaluate_weights
+    from vbench.engine.runner import RunOptions
 
     load_plugins(plugin)
     options = RunOptions(device=device, amp=amp, limit=limit, data_root=data_root, download=download,

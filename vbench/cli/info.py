@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from vbench.api import backbone_info
 from vbench.cli._common import PluginOption, app, console, load_plugins
 from vbench.cli.listing import FLOPS_NOTE
 
@@ -22,8 +23,6 @@ def info_command(
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Params, FLOPs, the paper's published numbers and a layer summary of one backbone."""
-    from vbench.api import backbone_info
-
     load_plugins(plugin)
     info = backbone_info(name, img, classes, task)
     if as_json:

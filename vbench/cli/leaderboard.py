@@ -6,9 +6,19 @@ import sys
 from typing import List, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vbench.cli._common import (BackboneFilter, DbOption, PluginOption, SuiteFilter, app, console, err_console,
-                                load_plugins)
+from vbench.api import check_suite_name, stored_backbone_names
+from vbench.cli._common import (
+    BackboneFilter,
+    DbOption,
+    PluginOption,
+    SuiteFilter,
+    app,
+    console,
+    err_console,
+    load_plugins,
+)
 
 
 @app.command("leaderboard")
@@ -24,9 +34,7 @@ def leaderboard_command(
     """Write the leaderboard site: per suite the paper-layout table (sortable, filterable) with accuracy against
     params, FLOPs and throughput; segmentation and other tasks on their own pages; a page per run. It works
     offline (file:// or any static host)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from vbench.api import check_suite_name, stored_backbone_names
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.leaderboard import build_site, check_output, open_server
     from vbench.store import opened
 
@@ -53,6 +61,7 @@ def leaderboard_command(
 
 
 def _serve(path, port: int) -> None:
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.leaderboard import serve_site
 
     def announce(url: str) -> None:

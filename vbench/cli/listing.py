@@ -7,9 +7,14 @@ import json
 from typing import List, Optional
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
+from vbench.api import suite_rows
 from vbench.cli._common import PluginOption, app, console, load_plugins, millions
+from vbench.errors import VbenchError
+from vbench.tasks import get_task
 
 list_app = typer.Typer(no_args_is_help=True, help="List what vbench knows about.")
 app.add_typer(list_app, name="list")
@@ -29,15 +34,13 @@ def list_backbones_command(
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Every registered backbone: family, tasks and the paper's params (--measure: counted here)."""
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench import api
-    from vbench.errors import VbenchError
 
     load_plugins(plugin)
     if measure and (img < 1 or classes < 1):
         raise VbenchError(f"--img and --classes must be positive, got {img} and {classes}")
     if task:
-        from vbench.tasks import get_task
-
         get_task(task)
     rows = api.backbone_rows(patterns, family=family, task=task)
     if measure:
@@ -55,8 +58,6 @@ def print_backbones(rows: list[dict], measured: bool, img: int, classes: int) ->
     breaking a word (rich would fold them)."""
     title = f"Backbones at {img}x{img}, {classes} classes" if measured else "Backbones"
     caption = FLOPS_NOTE if measured else "--measure counts params and FLOPs"
-    from rich.padding import Padding
-    from rich.text import Text
 
     headers, cells = _cells(rows, measured)
     errors = [f"{row['name']}: {row['error']}" for row in rows if measured and row.get("error")]
@@ -143,8 +144,6 @@ def list_suites_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """The built-in suites: task, dataset kind, image size, classes and schedule."""
-    from vbench.api import suite_rows
-
     rows = suite_rows()
     if as_json:
         print(json.dumps(rows, indent=2))

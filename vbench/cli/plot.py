@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from vbench.api import check_suite_name
 from vbench.cli._common import DbOption, PluginOption, SuiteFilter, app, console, load_plugins
 
 
@@ -18,8 +19,8 @@ def plot_command(
 ) -> None:
     """Top-1 against params and FLOPs per suite (measured filled, the paper's hollow); mIoU against
     iterations per backbone and head for segmentation suites."""
-    from vbench.api import check_suite_name
-    from vbench.plot import plot_all
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.reporting.plot import plot_all
     from vbench.store import opened
 
     load_plugins(plugin)

@@ -8,7 +8,18 @@ from typing import List, Optional
 
 import typer
 
-from vbench.cli._common import BackboneFilter, DbOption, FamilyFilter, PluginOption, SuiteFilter, app, err_console, load_plugins
+from vbench.api import check_suite_name, stored_backbone_name, stored_backbone_names
+from vbench.cli._common import (
+    BackboneFilter,
+    DbOption,
+    FamilyFilter,
+    PluginOption,
+    SuiteFilter,
+    app,
+    err_console,
+    load_plugins,
+)
+from vbench.errors import VbenchError
 
 
 @app.command("report")
@@ -26,10 +37,9 @@ def report_command(
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Paper-style tables (Tables 1-4 layout; Tables 6-7 for segmentation) of the finished runs."""
-    from vbench.api import check_suite_name, stored_backbone_name, stored_backbone_names
-    from vbench.errors import VbenchError
-    from vbench.render import render
-    from vbench.report import build_report, check_format
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.reporting.render import check_format, render
+    from vbench.reporting.report import build_report
     from vbench.store import opened
 
     check_format(fmt)
@@ -42,7 +52,8 @@ def report_command(
         check_suite_name(store, suite)
         names = stored_backbone_names(backbones, store, family)
         if robustness:
-            from vbench.report import Report
+            # lazy: keeps `vbench --help` and `vbench list` fast
+            from vbench.reporting.report import Report
             from vbench.robustness.report import robustness_sections
 
             ref = stored_backbone_name(store, reference) if reference else None
@@ -59,8 +70,6 @@ def report_command(
 
 
 def write_text(output: str, text: str) -> None:
-    from vbench.errors import VbenchError
-
     path = Path(output)
     temporary = path.with_name(f".{path.name}.tmp")
     try:

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
 from vbench.cli._common import BackboneFilter, DbOption, PluginOption, app, console, err_console, load_plugins
 
 
@@ -24,7 +25,7 @@ def robustness_command(
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Evaluate the final weights of finished runs on corrupted test images (released files, else generated)."""
-    from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
     from vbench.robustness.corruptions import parse_corruptions, parse_severities
     from vbench.robustness.evaluate import evaluate_robustness
     from vbench.store import check_url, opened

@@ -6,10 +6,20 @@ import sys
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from vbench.cli import _slurm
-from vbench.cli._common import DbOption, PluginOption, app, console, err_console, load_plugins, millions, number, plural, wide_for_files
+from vbench.cli._common import (
+    DbOption,
+    PluginOption,
+    app,
+    console,
+    err_console,
+    load_plugins,
+    plural,
+    summary_table,
+    wide_for_files,
+)
+from vbench.errors import VbenchError
 
 
 @app.command("run")
@@ -49,16 +59,17 @@ def run_command(
     wait: bool = _slurm.WaitOption,
 ) -> None:
     """Train backbones on a suite and record every run in the run store (here, or as SLURM jobs)."""
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench import api
-    from vbench.errors import VbenchError
-    from vbench.runner import RunOptions
+    from vbench.engine.runner import RunOptions
 
     slurm = _slurm.slurm_settings(slurm_partition, slurm_time, slurm_gpus_per_job, slurm_cpus_per_job, slurm_mem,
                                   max_parallel, slurm_setup, slurm_option, allow_sqlite, wait)
     _slurm.check_launcher(launcher, slurm)
     load_plugins(plugin)
     if tensorboard:
-        from vbench.tensorboard import check_log_dir
+        # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+        from vbench.engine.tensorboard import check_log_dir
 
         check_log_dir(tensorboard)
     options = RunOptions(device=device, amp=amp, compile=compile_model, pipeline=pipeline, force=force,
@@ -76,13 +87,15 @@ def run_command(
         console.quiet = True
     wide_for_files()
     if dry_run:
+        # lazy: keeps `vbench --help` and `vbench list` fast
         from vbench.cli._plan import print_plan
 
         print_plan(planned, _first_line(planned))
         return
     console.print(_first_line(planned), highlight=False)
     if tensorboard:
-        from vbench.tensorboard import TensorBoardLog
+        # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+        from vbench.engine.tensorboard import TensorBoardLog
 
         with TensorBoardLog(tensorboard, planned) as log:
             planned.runner.observers.append(log)
@@ -114,24 +127,3 @@ def _first_line(planned) -> str:
     limit = f" (--limit {planned.runner.options.limit})" if planned.runner.options.limit else ""
     return (f"suite {suite.name}: {sizes.get('train')} train / {sizes.get('test')} test images{limit}, {schedule}, "
             f"{plural(len(planned.jobs), 'run')}, device {runner.device}, precision {runner.precision.name}")
-
-
-def summary_table(result) -> Table:
-    info = result.suite.task_info
-    table = Table(title=f"vbench run: {result.suite.name}")
-    columns = ["run", "backbone", "seed", "status", *(m.label for m in info.metrics), "params", "FLOPs", "img/s",
-               "peak mem", "wall"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("backbone", "status") else "right")
-    colours = {"done": "green", "skipped": "cyan", "busy": "cyan", "failed": "red", "interrupted": "yellow"}
-    for o in result.outcomes:
-        table.add_row(
-            str(o.run_id or "-"), o.backbone, str(o.seed), f"[{colours.get(o.status, 'white')}]{o.status}[/]",
-            *(number(o.metrics.get(m.name)) for m in info.metrics), millions(o.params), millions(o.flops),
-            number(o.images_per_s, 0), number(o.peak_memory_bytes / 2**20 if o.peak_memory_bytes else None, 0, " MiB"),
-            number(o.wall_time_s, 1, " s"),
-        )
-    failed = [o for o in result.outcomes if o.status == "failed" and o.run_id is None]
-    if failed:
-        table.caption = "; ".join(dict.fromkeys(f"{o.backbone}: {o.error}" for o in failed))
-    return table

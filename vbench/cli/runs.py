@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from typing import Optional
 
 import typer
 from rich.table import Table
 
+from vbench.api import check_suite_name, delete_run, stored_backbone_names
 from vbench.cli._common import BackboneFilter, DbOption, FamilyFilter, SuiteFilter, app, console, number, wide_for_files
+from vbench.errors import VbenchError
+from vbench.recipes import flatten, value_text
+from vbench.tasks import get_task
 
 runs_app = typer.Typer(help="List or delete recorded runs.", no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
@@ -23,8 +29,7 @@ def runs_command(
     db: Optional[str] = DbOption,
 ) -> None:
     """List runs: status, suite, backbone, seed, primary metric, steps and when (`vbench runs rm ID` deletes one)."""
-    from vbench.api import check_suite_name, stored_backbone_names
-    from vbench.errors import VbenchError
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.store import RUN_STATUSES, opened
 
     ctx.obj = {"db": db}
@@ -62,9 +67,8 @@ def steps_text(run) -> str:
 def scheduler_cells(runs) -> dict:
     """``{run id: (job, log)}`` for the runs launched through SLURM; the job cell carries SLURM's state of
     the unfinished ones when squeue is at hand (``ended``: SLURM no longer has the job)."""
-    import shutil
-
-    from vbench import slurm
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.slurm import queue as slurm
 
     launched = [run for run in runs if slurm.slurm_launched(run)]
     if not launched:
@@ -76,8 +80,6 @@ def scheduler_cells(runs) -> dict:
 
 def primary_text(run) -> str:
     """The run's primary metric, as its task declares it."""
-    from vbench.tasks import get_task
-
     try:
         metric = get_task(run.task).primary_metric
     except Exception:  # noqa: BLE001 - a run of a task that is not installed now
@@ -93,7 +95,7 @@ def runs_rm_command(
     db: Optional[str] = DbOption,
 ) -> None:
     """Delete one run, its steps and evaluations, and its files (checkpoints, weights, predictions)."""
-    from vbench.api import delete_run
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.store import opened
 
     with opened(db or (ctx.obj or {}).get("db"), write=True) as store:
@@ -109,9 +111,8 @@ def runs_show_command(
     db: Optional[str] = DbOption,
 ) -> None:
     """One run: recipe, environment, data identity, per-epoch (per-iteration) metrics and its files."""
-    import json
-
-    from vbench.run_details import get_run, run_record
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.reporting.run_details import get_run, run_record
     from vbench.store import opened
 
     with opened(db or (ctx.obj or {}).get("db")) as store:
@@ -126,8 +127,8 @@ def runs_show_command(
 
 def show_parts(record: dict) -> list:
     """The renderables of `vbench runs show`, top to bottom."""
-    from vbench.results import _flat, _text
-    from vbench.run_details import sparkline
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.reporting.run_details import sparkline
 
     settings = record.get("settings") or {}
     source = f" of {settings['source']}" if settings.get("eval_only") else ""
@@ -140,19 +141,19 @@ def show_parts(record: dict) -> list:
     if record.get("error"):
         parts.append(f"[red]error: {record['error']}[/red]")
     parts.append(_pairs("Final metrics and sizes", {
-        **{name: _text(value) for name, value in (record.get("metrics") or {}).items()},
+        **{name: value_text(value) for name, value in (record.get("metrics") or {}).items()},
         "params": f"{record['params']:,}" if record.get("params") is not None else "-",
         "FLOPs": f"{record['flops']:,}" if record.get("flops") is not None else "-",
         "train img/s": number(record.get("train_images_per_s"), 0),
         "peak memory": (f"{record['peak_memory_bytes'] / 2**20:.0f} MiB ({record.get('peak_memory_kind')})"
                         if record.get("peak_memory_bytes") else "-")}))
-    parts.append(_pairs(f"Recipe {record['recipe_hash']}", {k: _text(v) for k, v in _flat(record.get("recipe") or {}).items()}))
+    parts.append(_pairs(f"Recipe {record['recipe_hash']}", {k: value_text(v) for k, v in flatten(record.get("recipe") or {}).items()}))
     environment = {name: str(record.get(name) or "-") for name in ("host", "device_name", "torch_version", "vbench_version")}
-    environment.update({f"settings.{k}": _text(v) for k, v in settings.items()})
+    environment.update({f"settings.{k}": value_text(v) for k, v in settings.items()})
     parts.append(_pairs("Environment", environment))
     data = record.get("data") or {}
-    parts.append(_pairs(f"Data {record.get('data_id') or '-'}", {k: _text(v) if not isinstance(v, dict) else
-                                                                  ", ".join(f"{a} {_text(b)}" for a, b in v.items())
+    parts.append(_pairs(f"Data {record.get('data_id') or '-'}", {k: value_text(v) if not isinstance(v, dict) else
+                                                                  ", ".join(f"{a} {value_text(b)}" for a, b in v.items())
                                                                   for k, v in data.items()}))
     steps = record.get("history") or []
     if steps:
@@ -203,9 +204,8 @@ def runs_export_command(
     db: Optional[str] = DbOption,
 ) -> None:
     """Write per run an args.yaml, a summary.csv (one row per epoch, as timm writes it) and a results.json."""
-    from vbench.api import check_suite_name
-    from vbench.errors import VbenchError
-    from vbench.run_details import export_runs, get_run
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.reporting.run_details import export_runs, get_run
     from vbench.store import opened
 
     if (run_id is None) == (suite is None):

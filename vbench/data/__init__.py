@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -22,7 +23,10 @@ from vbench.data import folders, torchvision_sets
 from vbench.data.digits import load_digits_split
 from vbench.data.smoke import generate_smoke
 from vbench.errors import VbenchError
-from vbench.suites import Suite, default_data_root
+from vbench.paths import default_data_root
+
+if TYPE_CHECKING:  # the suite is passed in; data sits below the suite loader
+    from vbench.suites import Suite
 
 SPLITS = ("train", "test")
 CACHE_FORMAT = 1  # bump when the decoded tensors change meaning
@@ -134,7 +138,7 @@ def _load(suite: Suite, split: str, data_root=None, download: bool = False,
 
     fingerprint = source_fingerprint(sources, root)
     cache_file = _cache_path(suite, split, root, fingerprint, cache_dir)
-    cached = _read_cache(cache_file)
+    cached = read_cache(cache_file)
     if cached is not None:
         return (*cached, fingerprint)
     if paths is None:
@@ -142,7 +146,7 @@ def _load(suite: Suite, split: str, data_root=None, download: bool = False,
     else:
         images = _decode_with_progress(paths, suite.img_size, f"decoding {suite.name} {split}")
         labels = torch.tensor(file_labels, dtype=torch.int64)
-    _write_cache(cache_file, images, labels)
+    write_cache(cache_file, images, labels)
     return images, labels, fingerprint
 
 
@@ -183,7 +187,7 @@ def _cache_path(suite: Suite, split: str, root: Path, fingerprint: str, cache_di
     return folder / f"{suite.kind}-{split}-{suite.img_size}px-v{CACHE_FORMAT}-{fingerprint}.pt"
 
 
-def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+def read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     if not path.is_file():
         return None
     try:
@@ -196,7 +200,7 @@ def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     return images, labels
 
 
-def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
+def write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
     """Atomic (temporary file, then rename); a read-only data root just means no cache."""
     temporary = None
     try:

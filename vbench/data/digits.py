@@ -38,6 +38,7 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
 
 def split_indices() -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices) into ``load_digits()``, each sorted: the fixed stratified split."""
+    # lazy: keeps `vbench --help` and `vbench list` fast
     from sklearn.model_selection import train_test_split
 
     labels = _load()[1]
@@ -61,6 +62,7 @@ def load_digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _load() -> tuple[np.ndarray, np.ndarray]:
     try:
+        # lazy: keeps `vbench --help` and `vbench list` fast
         from sklearn.datasets import load_digits
     except ImportError:
         raise VbenchError("the digits suite needs scikit-learn: pip install scikit-learn") from None

@@ -108,6 +108,7 @@ def _cifar_batch(batch_label: str, images: np.ndarray, labels: np.ndarray, label
 
 def write_svhn(root: str | Path, num_train: int = 100, num_test: int = 50, seed: int = 2) -> Fixture:
     """``root/train_32x32.mat`` and ``root/test_32x32.mat``: X is 32x32x3xN uint8, y is Nx1 with 10 for 0."""
+    # lazy: keeps `vbench --help` and `vbench list` fast
     import scipy.io
 
     root = Path(root)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.utils import download_and_extract_archive
 
 from vbench.errors import VbenchError
 
@@ -80,8 +81,6 @@ def tiny_imagenet_files(root: Path, split: str, num_classes: int) -> tuple[list[
 
 
 def download_tiny_imagenet(root: Path) -> None:
-    from torchvision.datasets.utils import download_and_extract_archive
-
     if (tiny_imagenet_dir(root) / "wnids.txt").is_file():
         return
     try:

@@ -144,6 +144,7 @@ def _cifar_problem(kind: str, path: Path, num_classes: int) -> str | None:
 
 
 def _svhn_problem(path: Path) -> str | None:
+    # lazy: keeps `vbench --help` and `vbench list` fast
     import scipy.io
 
     mat = scipy.io.loadmat(str(path))

@@ -14,14 +14,14 @@ from typing import Iterable
 from vbench.errors import VbenchError
 from vbench.leaderboard.html import fragment, slug, table_html
 from vbench.leaderboard.sections import Block, display_table, register_section
+from vbench.reporting.compare import compare, comparison_report
+from vbench.robustness.report import robustness_sections
 
 SITE_RESAMPLES = 999  # fewer than `vbench compare`'s 9,999: a site may hold many pairs
 
 
 @register_section("robustness", page="robustness", title="Robustness", order=50)
 def robustness(site) -> Iterable[Block]:
-    from vbench.robustness.report import robustness_sections
-
     try:
         sections = robustness_sections(site.store, site.suite, site.backbones)
     except VbenchError:  # no corruption results: no page
@@ -34,8 +34,6 @@ def robustness(site) -> Iterable[Block]:
 
 @register_section("significance", page="significance", title="Significance", order=60)
 def significance(site) -> Iterable[Block]:
-    from vbench.compare import compare, comparison_report
-
     for section in (site.report.sections if site.report else []):
         if section.task != "classification" or section.pivot:
             continue

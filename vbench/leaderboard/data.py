@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple
 
-from vbench.report import Report, build_report
-from vbench.results import ResultGroup, Results, finished_results
+from vbench.reporting.report import Report, build_report
+from vbench.reporting.results import ResultGroup, Results, finished_results
 
 
 class StepRow(NamedTuple):

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from html import escape as esc
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 
 @lru_cache(maxsize=None)
 def environment():
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
     return Environment(loader=PackageLoader("vbench.leaderboard", "templates"),
                        autoescape=select_autoescape(default=True, default_for_string=True),
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)

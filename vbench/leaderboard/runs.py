@@ -20,8 +20,24 @@ from markupsafe import Markup
 
 from vbench.errors import VbenchError
 from vbench.leaderboard import charts
-from vbench.leaderboard.html import (Cell, Column, Row, Table, flatten, number_cell, pairs_html, params_cell, slug,
-                                     value_text)
+from vbench.leaderboard.html import (
+    Cell,
+    Column,
+    Row,
+    Table,
+    environment,
+    flatten,
+    frame,
+    number_cell,
+    pairs_html,
+    params_cell,
+    slug,
+    value_text,
+)
+from vbench.leaderboard.sections import task_page
+from vbench.store.artifacts import predictions_path, weights_path
+from vbench.store.checkpoint import Checkpoints
+from vbench.tasks import get_task
 
 SETTINGS_TITLES = {"device": "device", "precision": "precision", "threads": "CPU threads", "compile": "compile",
                    "compiled": "compiled", "compile_s": "compile time (s)", "pipeline": "augmentation pipeline",
@@ -29,8 +45,6 @@ SETTINGS_TITLES = {"device": "device", "precision": "precision", "threads": "CPU
 
 
 def task_metric_names(task: str, metrics: dict | None) -> list[str]:
-    from vbench.tasks import get_task
-
     try:
         return [m.name for m in get_task(task).metrics]
     except VbenchError:  # a task whose plug-in is not installed now
@@ -38,8 +52,6 @@ def task_metric_names(task: str, metrics: dict | None) -> list[str]:
 
 
 def _primary(task: str) -> str | None:
-    from vbench.tasks import get_task
-
     try:
         return get_task(task).primary
     except VbenchError:
@@ -121,13 +133,10 @@ def recipe_html(run, cache: dict) -> Markup:
 
 
 class ArtifactFolders:
-    """The files runs left beside the store (``vbench.artifacts.run_files``), each folder listed once: asking
+    """The files runs left beside the store (``vbench.store.artifacts.run_files``), each folder listed once: asking
     the file system about three files per run costs seconds over 10,000 runs."""
 
     def __init__(self, store):
-        from vbench.artifacts import predictions_path, weights_path
-        from vbench.checkpoint import Checkpoints
-
         self.store_id = store.store_id
         self._folders = {kind: store.artifact_dir(kind) for kind in ("checkpoints", "weights", "predictions")}
         self._names = {kind: set(os.listdir(folder)) if folder.is_dir() else set()
@@ -169,9 +178,6 @@ def run_page_context(run, steps_json: list, group_href: str | None, folders: Art
 
 
 def _write_runs(folder: Path, site, nav_site: dict, runs: list, advance=None) -> None:
-    from vbench.leaderboard.html import environment, frame
-    from vbench.leaderboard.sections import task_page
-
     template = environment().get_template("run.html.j2")
     page_frame = frame(nav_site, "../", "runs")
     group_of = site.group_of_run()

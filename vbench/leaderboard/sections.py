@@ -24,8 +24,30 @@ from markupsafe import Markup
 
 from vbench.errors import VbenchError
 from vbench.leaderboard import charts
-from vbench.leaderboard.html import (Cell, Column, Row, Table, chart_html, fragment, number_cell, params_cell,
-                                     run_links, slug, table_html)
+from vbench.leaderboard.html import (
+    Cell,
+    Column,
+    Row,
+    Table,
+    chart_html,
+    fragment,
+    number_cell,
+    params_cell,
+    run_links,
+    slug,
+    table_html,
+)
+from vbench.registry import Registry
+from vbench.reporting.plot import paper_points
+from vbench.reporting.report import (
+    HEAD_NAMES,
+    mean_std,
+    millions,
+    paper_segmentation_rows,
+    seg_flops_text,
+    seg_params_text,
+)
+from vbench.tasks import get_task
 
 RESERVED_PAGES = ("runs",)  # runs.html and runs/ hold the run pages
 
@@ -56,7 +78,7 @@ class Section:
     build: Callable  # (SiteData) -> Iterable[Block]
 
 
-_SECTIONS: dict[str, Section] = {}
+SECTIONS: Registry[Section] = Registry("leaderboard section", group="vbench.leaderboard")
 
 
 def register_section(key: str, page: str = "index", title: str | None = None, order: int = 100):
@@ -66,18 +88,19 @@ def register_section(key: str, page: str = "index", title: str | None = None, or
                           f"- and _; not {', '.join(RESERVED_PAGES)})")
 
     def add(build: Callable[..., Iterable[Block]]):
-        _SECTIONS[key] = Section(key, Page(page, title or page.replace("-", " ").capitalize()), order, build)
+        SECTIONS.add(key, Section(key, Page(page, title or page.replace("-", " ").capitalize()), order, build),
+                     replace=True)
         return build
 
     return add
 
 
 def unregister_section(key: str) -> None:
-    _SECTIONS.pop(key, None)
+    SECTIONS.remove(key)
 
 
 def sections() -> list[Section]:
-    return sorted(_SECTIONS.values(), key=lambda s: (s.order, s.key))
+    return sorted(SECTIONS.values(), key=lambda s: (s.order, s.key))
 
 
 # --- classification: the index page --------------------------------------------------------------------
@@ -134,8 +157,6 @@ def _mean_std_cell(mean: float | None, std: float | None) -> Cell:
 
 @register_section("classification", page="index", title="Classification", order=10)
 def classification_suites(site) -> Iterable[Block]:
-    from vbench.plot import paper_points
-
     for section in (site.report.sections if site.report else []):
         if section.task != "classification" or section.pivot:
             continue
@@ -191,8 +212,6 @@ def report_notes(site) -> Iterable[Block]:
 
 # --- segmentation ----------------------------------------------------------------------------------------
 def segmentation_table(key: str, records: list[dict]) -> Table:
-    from vbench.report import seg_flops_text, seg_params_text
-
     columns = [
         Column("Backbone", numeric=False), Column("Family", numeric=False), Column("Algorithm", numeric=False),
         Column("Iteration"), Column("aAcc (%)"), Column("mIoU (%)"), Column("mAcc (%)"), Column("n"),
@@ -223,8 +242,6 @@ def segmentation_table(key: str, records: list[dict]) -> Table:
 
 @register_section("segmentation", page="segmentation", title="Segmentation", order=10)
 def segmentation_suites(site) -> Iterable[Block]:
-    from vbench.report import HEAD_NAMES, paper_segmentation_rows
-
     paper = None
     for section in (site.report.sections if site.report else []):
         if section.task != "segmentation":
@@ -258,8 +275,6 @@ def task_page(task: str) -> Page:
 def task_metrics(task: str, groups) -> tuple[list[tuple[str, str]], str, bool]:
     """``[(metric, label)]``, the primary metric of a task and whether higher is better: its registration,
     else the stored names (the first one primary)."""
-    from vbench.tasks import get_task
-
     try:
         info = get_task(task)
         return [(m.name, m.label) for m in info.metrics], info.primary, info.primary_metric.higher_is_better
@@ -270,8 +285,6 @@ def task_metrics(task: str, groups) -> tuple[list[tuple[str, str]], str, bool]:
 
 
 def task_records(groups) -> list[dict]:
-    from vbench.report import mean_std, millions
-
     metrics, _, _ = task_metrics(groups[0].task, groups)
     records = []
     for group in groups:

@@ -12,10 +12,18 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Callable, Iterator
 
+from markupsafe import Markup
+
+from vbench import __version__
 from vbench.errors import VbenchError
+from vbench.leaderboard.data import gather
+from vbench.leaderboard.html import fragment, frame, render, table_html
+from vbench.leaderboard.runs import runs_table, writing_run_pages
+from vbench.leaderboard.sections import Block, Page, sections
 from vbench.paths import creatable
 
 MARKER = ".vbench-leaderboard"  # the file that says a folder is a site vbench wrote (and may replace)
@@ -122,8 +130,6 @@ def copy_assets(folder: Path) -> None:
 
 
 def plotly_js() -> Path:
-    from importlib.resources import files
-
     try:
         path = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
     except ModuleNotFoundError:
@@ -145,8 +151,6 @@ def _selection(site) -> str:
 
 def collect_pages(site) -> dict[str, tuple]:
     """``{page name: (Page, [Block])}`` from every registered section, in navigation order."""
-    from vbench.leaderboard.sections import Page, sections
-
     pages: dict[str, tuple] = {"index": (Page("index", "Classification"), [])}
     for section in sections():
         for block in section.build(site) or ():
@@ -157,12 +161,6 @@ def collect_pages(site) -> dict[str, tuple]:
 
 def plan_pages(site, output: Path) -> tuple[dict, dict]:
     """The pages to write with their blocks, and what every page's frame shows (navigation, footer)."""
-    from markupsafe import Markup
-
-    from vbench import __version__
-    from vbench.leaderboard.html import fragment
-    from vbench.leaderboard.sections import Block, Page
-
     pages = collect_pages(site)
     if not site.results.groups:
         unfinished = sum(1 for run in site.runs if run.status != "done")
@@ -182,10 +180,6 @@ def plan_pages(site, output: Path) -> tuple[dict, dict]:
 
 def write_pages(folder: Path, site, pages: dict, nav_site: dict) -> int:
     """The index, a page per further task and the page of all runs."""
-    from vbench.leaderboard.html import frame, render, table_html
-    from vbench.leaderboard.runs import runs_table
-    from vbench.leaderboard.sections import Block
-
     for name, (page, blocks) in pages.items():
         heading = "vbench leaderboard" if name == "index" else page.title
         intro = ("Measured results in the layout of the LKCA paper's tables: mean ± std over seeds, the gain of "
@@ -207,8 +201,6 @@ def build_site(store, output: str | Path, suite: str | None = None, backbones: l
     """Write the leaderboard of ``store`` (optionally one suite, some backbones) to the folder ``output``,
     replacing the site there. ``progress(total)`` returns a function called with the number of run pages
     written as they are."""
-    from vbench.leaderboard.data import gather
-
     started = time.perf_counter()
     target = check_output(output)
     plotly_js()
@@ -233,8 +225,6 @@ def _no_automatic_gc() -> Iterator[None]:
 
 
 def _write_site(target: Path, site, output: str | Path, progress) -> SiteSummary:
-    from vbench.leaderboard.runs import writing_run_pages
-
     with staged(target) as folder:
         copy_assets(folder)
         pages, nav_site = plan_pages(site, Path(output))

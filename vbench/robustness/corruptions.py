@@ -27,8 +27,11 @@ As in the scripts, float results are clipped to [0, 255] and truncated (``np.uin
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import io
+import multiprocessing
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from importlib import metadata
 from typing import Callable, Iterator
@@ -214,9 +217,6 @@ def corrupt(
     starts = range(0, len(pictures), _CHUNK)
     jobs = [(pictures[start : start + _CHUNK], start, name, severity, seed, parameters) for start in starts]
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
             chunks = []
             for chunk in pool.map(_corrupt_chunk, *zip(*jobs)):
@@ -257,6 +257,7 @@ def _corrupt_chunk(
 def _operations():
     """The library's module, imported on first use (it pulls in OpenCV, scikit-image and Numba)."""
     try:
+        # lazy: the optional robustness extra, only when corruptions are generated
         from imagecorruptions import corruptions as library
     except ImportError as exc:
         raise VbenchError(
@@ -270,6 +271,7 @@ def _operations():
 def _glass_shuffle():
     """imagecorruptions' Numba pixel shuffle, compiled with an on-disk cache (the library's own is not
     cached, and compiling it costs seconds in every new process)."""
+    # lazy: the optional robustness extra, only when corruptions are generated
     import numba
 
     return numba.njit(cache=True)(_operations()._shuffle_pixels_njit_glass_blur.py_func)
@@ -303,6 +305,7 @@ def _centred_zoom(ops, picture: np.ndarray, factor: float) -> np.ndarray:
 
 
 def _gaussian(picture: np.ndarray, sigma: float) -> np.ndarray:
+    # lazy: the optional robustness extra, only when corruptions are generated
     from skimage.filters import gaussian
 
     return gaussian(picture, sigma=sigma, channel_axis=-1)
@@ -323,6 +326,7 @@ def _shot_noise(x, c, rng, _set, _ops):
 
 
 def _impulse_noise(x, c, rng, _set, _ops):
+    # lazy: the optional robustness extra, only when corruptions are generated
     from skimage.util import random_noise
 
     noisy = random_noise(x / 255.0, "s&p", int(rng.integers(2**31)), amount=c)
@@ -330,6 +334,7 @@ def _impulse_noise(x, c, rng, _set, _ops):
 
 
 def _defocus_blur(x, c, _rng, _set, ops):
+    # lazy: the optional robustness extra, only when corruptions are generated
     import cv2
 
     x = x / 255.0
@@ -359,6 +364,7 @@ def _zoom_blur(x, c, _rng, _set, ops):
 
 
 def _snow(x, c, rng, _set, ops):
+    # lazy: the optional robustness extra, only when corruptions are generated
     import cv2
 
     size = x.shape[0]
@@ -377,8 +383,7 @@ def _snow(x, c, rng, _set, ops):
 @functools.lru_cache(maxsize=None)
 def _frost_pictures(scale: float) -> tuple[np.ndarray, ...]:
     """The first five of the library's frost pictures (the scripts draw randint(5)), RGB, scaled."""
-    import importlib.resources
-
+    # lazy: the optional robustness extra, only when corruptions are generated
     import cv2
 
     names = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
@@ -412,6 +417,7 @@ def _fog(x, c, rng, _set, ops):
 
 
 def _brightness(x, c, _rng, _set, _ops):
+    # lazy: the optional robustness extra, only when corruptions are generated
     from skimage.color import hsv2rgb, rgb2hsv
 
     hsv = rgb2hsv(x / 255.0)
@@ -426,6 +432,7 @@ def _contrast(x, c, _rng, _set, _ops):
 
 
 def _elastic_transform(x, c, rng, _set, _ops):
+    # lazy: the optional robustness extra, only when corruptions are generated
     import cv2
     from scipy.ndimage import map_coordinates
     from skimage.filters import gaussian

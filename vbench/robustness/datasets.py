@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vbench.data import _read_cache, _write_cache, source_fingerprint
+from vbench.data import read_cache, source_fingerprint, write_cache
 from vbench.data.folders import TINY_IMAGENET_FOLDER, decode_images
 from vbench.errors import VbenchError
 from vbench.robustness.corruptions import (
@@ -104,13 +104,13 @@ def corrupted_split(
     if cache_dir is not None:
         fingerprint = clean_fingerprint or split_fingerprint(images, labels)
         path = generated_cache_path(cache_dir, kind, name, severity, seed, parameters, fingerprint)
-        cached = _read_cache(path)
+        cached = read_cache(path)
         if cached is not None and cached[0].shape == images.shape:
             return cached
     corrupted = corrupt(images, name, severity, seed, parameters=parameters, progress=progress)
     labels = labels.to(torch.int64)
     if path is not None:
-        _write_cache(path, corrupted, labels)
+        write_cache(path, corrupted, labels)
     return corrupted, labels
 
 
@@ -195,10 +195,10 @@ def _load_tiny_imagenet_c(
         raise VbenchError(f"Tiny-ImageNet-C folder {folder} holds no images; expected {folder}/<wnid>/*.JPEG")
     key = source_fingerprint(paths, release)
     cache_file = cache_dir / f"tiny-imagenet-c-{name}-s{severity}-v{RELEASED_CACHE_FORMAT}-{key}.pt"
-    cached = _read_cache(cache_file)
+    cached = read_cache(cache_file)
     if cached is not None:
         return cached
     images = decode_images(paths, TINY_IMAGENET_C_SIZE)
     label_tensor = torch.tensor(labels, dtype=torch.int64)
-    _write_cache(cache_file, images, label_tensor)
+    write_cache(cache_file, images, label_tensor)
     return images, label_tensor

@@ -15,7 +15,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
+from vbench.models import registry
+from vbench.robustness.corruptions import parameter_set_for
+from vbench.robustness.datasets import load_corrupted, split_fingerprint
+from vbench.store.artifacts import load_weights, weights_path
+from vbench.tasks.classification import ClassificationTask
 
 KIND = "corruption"
 CORRUPTION_SEED = 0  # every backbone sees the same corrupted images
@@ -45,8 +51,6 @@ def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | 
 
 def select_runs(store, runs: list, data_id: str) -> tuple[list, list[str]]:
     """The runs trained on this data that kept their final weights, and a line for each run left out."""
-    from vbench.artifacts import weights_path
-
     chosen, skipped = [], []
     for run in runs:
         if run.data_id != data_id:
@@ -63,13 +67,6 @@ def select_runs(store, runs: list, data_id: str) -> tuple[list, list[str]]:
 def evaluate_robustness(store, suite, corruptions: list[str], severities: list[int], backbones: list[str] | None = None,
                         seeds: list[int] | None = None, data_root=None, device: str = "auto", limit: int | None = None,
                         console: Console | None = None) -> RobustnessOutcome:
-    from vbench import registry
-    from vbench.artifacts import load_weights, weights_path
-    from vbench.robustness.corruptions import parameter_set_for
-    from vbench.robustness.datasets import load_corrupted, split_fingerprint
-    from vbench.runner import resolve_device
-    from vbench.tasks.classification import ClassificationTask
-
     if suite.task != "classification":
         raise VbenchError(f"suite {suite.name!r} is a {suite.task} suite; corruptions are evaluated on classification suites")
     parameter_set_for(suite.img_size)  # a size without corruption parameters is one error, before any work

@@ -3,7 +3,7 @@
 Per suite, two tables: a summary (clean accuracy, mean corruption accuracy, mCE and relative mCE against a
 reference backbone) and the accuracy per corruption. The reference is ``--reference NAME`` for every row,
 or by default each LKCA model's ViT partner ("ViT/1M-LKCA" against "ViT/1M"); a row with neither has no CE.
-Seeds of one experiment are averaged (``vbench.results`` groups), as everywhere in the reports.
+Seeds of one experiment are averaged (``vbench.reporting.results`` groups), as everywhere in the reports.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import pandas as pd
 
 from vbench.errors import VbenchError
+from vbench.reporting.plot import Curve, curve_chart
+from vbench.reporting.report import ReportTable, display_name, fmt, partner_of
+from vbench.reporting.results import finished_results
 from vbench.robustness.corruptions import CORRUPTIONS
 from vbench.robustness.evaluate import KIND
 from vbench.robustness.metrics import robustness_summary
@@ -22,8 +25,6 @@ NOTE = ("Accuracies are top-1 (%) on the corrupted test split, the mean over the
 
 
 def robustness_sections(store, suite: str | None = None, backbones=None, reference: str | None = None) -> list:
-    from vbench.results import finished_results
-
     groups = finished_results(store, suite=suite, backbones=backbones, task="classification").groups
     evaluations = store.evaluations(KIND, [run.id for g in groups for run in g.runs])
     by_run: dict[int, list] = {}
@@ -55,8 +56,6 @@ def _frame(groups: list, by_run: dict[int, list]) -> tuple[pd.DataFrame, dict[st
 
 
 def _reference_of(group, groups: list, reference: str | None) -> str | None:
-    from vbench.report import partner_of
-
     if reference:
         return reference
     partner = partner_of(group, groups)
@@ -64,8 +63,6 @@ def _reference_of(group, groups: list, reference: str | None) -> str | None:
 
 
 def _suite_sections(suite_name: str, groups: list, by_run: dict[int, list], reference: str | None) -> list:
-    from vbench.report import Section, display_name, fmt
-
     frame, clean, sources, severities = _frame(groups, by_run)
     if reference and reference not in set(frame["backbone"]):
         raise VbenchError(f"reference backbone {reference!r} has no corruption results on {suite_name!r}; choose one "
@@ -101,16 +98,14 @@ def _suite_sections(suite_name: str, groups: list, by_run: dict[int, list], refe
         notes.append("Rows without a reference have no CE: the default reference is an LKCA model's ViT partner "
                      "trained with the same recipe; pass --reference NAME to use one backbone for every row.")
     title = f"{suite_name}: robustness to corruptions"
-    return [Section(f"{suite_name}/robustness", "classification", title, records, display, notes, suite=suite_name),
-            Section(f"{suite_name}/corruptions", "classification", f"{suite_name}: accuracy per corruption", records,
+    return [ReportTable(f"{suite_name}/robustness", "classification", title, records, display, notes, suite=suite_name),
+            ReportTable(f"{suite_name}/corruptions", "classification", f"{suite_name}: accuracy per corruption", records,
                     accuracy, [], suite=suite_name, pivot=True)]
 
 
 def severity_charts(store, suite: str | None = None) -> list:
     """Per suite with corruption results, top-1 against severity per backbone (the mean over corruptions and
     seeds; severity 0 is the clean accuracy), as ``vbench plot`` draws curves: ``<suite>_acc_vs_severity``."""
-    from vbench.plot import Curve, curve_chart
-
     try:
         sections = robustness_sections(store, suite)
     except VbenchError:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vbench.store.predictions import SegmentationPredictions
+
 IGNORE_INDEX = 255
 
 
@@ -93,6 +95,7 @@ class SegScores:
 
     def per_class_table(self, class_names: list[str] | None = None):
         """A pandas DataFrame ``class | IoU | Acc | pixels`` (IoU/Acc in percent, NaN when skipped)."""
+        # lazy: pandas, only for this table
         import pandas as pd
 
         names = class_names or [str(index) for index in range(len(self.per_class_iou))]
@@ -124,7 +127,7 @@ class SegmentationMetric:
     """Accumulates the three histograms over a validation set; ``compute()`` gives :class:`SegScores`.
 
     With ``keep_per_image``, ``update`` takes batches [images, H, W] and also keeps every image's
-    histograms; ``per_image()`` returns them as ``vbench.predictions.SegmentationPredictions``.
+    histograms; ``per_image()`` returns them as ``vbench.store.predictions.SegmentationPredictions``.
     """
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, keep_per_image: bool = False):
@@ -155,8 +158,6 @@ class SegmentationMetric:
 
     def per_image(self, meta: dict | None = None):
         """Every image's histograms so far, in the order added (needs ``keep_per_image=True``)."""
-        from vbench.predictions import SegmentationPredictions
-
         if not self.keep_per_image:
             raise ValueError("per-image histograms were not kept; build the metric with keep_per_image=True")
         rows = torch.cat(self._per_image).numpy() if self._per_image else np.zeros((0, 3, self.num_classes), np.int64)

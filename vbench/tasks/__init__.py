@@ -4,7 +4,7 @@ A task declares its recipe class, the dataset kinds its suites may use, its step
 iteration) and its metrics (which one is primary, and whether higher is better). Its implementation
 (model building, batches, train step, evaluation; see ``vbench.tasks.base.Task``) is a class named
 ``"module:Class"``, imported only when something is trained or evaluated. The one ``Runner``
-(``vbench.runner``) drives every task. More tasks plug in with ``register_task`` or through the
+(``vbench.engine.runner``) drives every task. More tasks plug in with ``register_task`` or through the
 ``vbench.tasks`` entry-point group.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 
-from vbench.errors import UnknownNameError, VbenchError
+from vbench.errors import VbenchError
 from vbench.recipes import ClassificationRecipe, Recipe, SegmentationRecipe
+from vbench.registry import Registry
 
 ENTRY_POINT_GROUP = "vbench.tasks"
 
@@ -63,44 +63,35 @@ SEGMENTATION = TaskInfo(
     primary="mIoU", implementation="vbench.tasks.segmentation:SegmentationTask",
 )
 
-_TASKS: dict[str, TaskInfo] = {}
-_loaded_entry_points = False
+def _check(info: TaskInfo) -> TaskInfo:
+    if info.primary not in {m.name for m in info.metrics}:
+        raise VbenchError(f"task {info.name!r}: primary metric {info.primary!r} is not among its metrics")
+    return info
+
+
+TASKS: Registry[TaskInfo] = Registry("task", group=ENTRY_POINT_GROUP, adopt=lambda info: register_task(info))
 
 
 def register_task(info: TaskInfo) -> TaskInfo:
-    if info.name in _TASKS and _TASKS[info.name] != info:
-        raise VbenchError(f"task {info.name!r} is already registered")
-    if info.primary not in {m.name for m in info.metrics}:
-        raise VbenchError(f"task {info.name!r}: primary metric {info.primary!r} is not among its metrics")
-    _TASKS[info.name] = info
-    return info
+    held = TASKS.holder(info.name)
+    if held is not None:
+        if TASKS.find(held) != info:
+            raise VbenchError(f"task {info.name!r} is already registered")
+        return info
+    return TASKS.add(info.name, _check(info))
 
 
 register_task(CLASSIFICATION)
 register_task(SEGMENTATION)
 
 
-def _load_entry_points() -> None:
-    global _loaded_entry_points
-    if not _loaded_entry_points:
-        _loaded_entry_points = True
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            loaded = entry.load()
-            if isinstance(loaded, TaskInfo):
-                register_task(loaded)
-
-
 def task_names() -> list[str]:
-    _load_entry_points()
-    return list(_TASKS)
+    return TASKS.names()
 
 
 def get_task(name: str) -> TaskInfo:
-    _load_entry_points()
-    if name not in _TASKS:
-        raise UnknownNameError(f"unknown task {name!r}; tasks: {', '.join(_TASKS)}")
-    return _TASKS[name]
+    return TASKS.get(name)
 
 
 def task_of_kind(kind: str) -> TaskInfo | None:
-    return next((t for t in (get_task(n) for n in task_names()) if kind in t.kinds), None)
+    return next((t for t in TASKS.values() if kind in t.kinds), None)

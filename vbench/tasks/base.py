@@ -1,4 +1,4 @@
-"""What every task implementation gives the Runner (see ``vbench.runner``).
+"""What every task implementation gives the Runner (see ``vbench.engine.runner``).
 
 A task is built for one suite and device. The Runner calls, in order:
 
@@ -11,7 +11,7 @@ A task is built for one suite and device. The Runner calls, in order:
 - ``train_batches(seed, stage)``: the stage's batches, a function of (seed, stage) only, so a run
   resumed at any stage sees what an uninterrupted one would;
 - ``train_step(model, batch)``: ``(loss, {name: per-batch mean to average}, batch size)``;
-- ``evaluate(model)``: an ``Evaluation``: ``{metric name: value}`` with the task's declared metrics, and the
+- ``evaluate(model)``: ``Scores``: ``{metric name: value}`` with the task's declared metrics, and the
   per-image predictions behind them (kept for the final evaluation: comparisons test on them).
 """
 
@@ -32,9 +32,9 @@ class Stage:
 
 
 @dataclass
-class Evaluation:
+class Scores:
     metrics: dict[str, float]
-    predictions: Any = None  # vbench.predictions.ClassificationPredictions | SegmentationPredictions
+    predictions: Any = None  # vbench.store.predictions.ClassificationPredictions | SegmentationPredictions
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Task(Protocol):
     def make_optimizer(self, model) -> tuple[Any, LearningRate]: ...
     def train_batches(self, seed: int, stage: Stage) -> Iterator[Any]: ...
     def train_step(self, model, batch) -> tuple[Any, dict, int]: ...
-    def evaluate(self, model) -> Evaluation: ...
+    def evaluate(self, model) -> Scores: ...
 
 
 def stage_seed(seed: int, stage: int) -> int:

@@ -1,6 +1,6 @@
 """Image classification (Tables 1-5): the paper's recipe on a suite's uint8 tensor splits.
 
-Batches come from the batched recipe (``vbench.augment``) or the per-image reference pipeline, both
+Batches come from the batched recipe (``vbench.data.augment``) or the per-image reference pipeline, both
 a function of (seed, epoch); AdamW (or Adam/SGD) with timm's warm-up + cosine schedule stepped every
 iteration; label-smoothed mixed cross-entropy; top-1/top-5 on the test split after every epoch.
 """
@@ -11,11 +11,16 @@ import logging
 
 import torch
 import torch.nn as nn
+from timm.scheduler import CosineLRScheduler
 
 from vbench.data import load_dataset
+from vbench.data.augment import BatchedPipeline, mixed_cross_entropy
+from vbench.data.reference_pipeline import ReferencePipeline
 from vbench.errors import VbenchError
+from vbench.models.measure import count_flops, count_flops_paper, count_params
+from vbench.store.predictions import ClassificationPredictions
 from vbench.tasks import CLASSIFICATION
-from vbench.tasks.base import DataInfo, Evaluation, Stage, model_kwargs
+from vbench.tasks.base import DataInfo, Scores, Stage, model_kwargs
 
 PIPELINES = ("batched", "reference")
 
@@ -44,13 +49,9 @@ class ClassificationTask:
         """The splits and the batch pipeline, without the training checks (evaluation needs no more)."""
         data = load_dataset(self.suite, self.data_root, self.download, self.limit)
         if self.pipeline == "reference":
-            from vbench.reference_pipeline import ReferenceRecipe
-
-            self.batches = ReferenceRecipe(self.suite, self.device)
+            self.batches = ReferencePipeline(self.suite, self.device)
         else:
-            from vbench.augment import BatchedRecipe
-
-            self.batches = BatchedRecipe(self.suite, self.device)
+            self.batches = BatchedPipeline(self.suite, self.device)
         if self.device.type == "cuda" and self.pipeline == "batched":  # the whole uint8 split moves once
             for name in ("train_images", "train_labels", "test_images", "test_labels"):
                 setattr(data, name, getattr(data, name).to(self.device))
@@ -65,8 +66,6 @@ class ClassificationTask:
                           **model_kwargs(variant, self.recipe))
 
     def size(self, model: nn.Module) -> dict:
-        from vbench.measure import count_flops, count_flops_paper, count_params
-
         flops = count_flops(model, self.suite.img_size)
         return {"params": count_params(model), "flops": flops.total, "flops_complete": flops.complete,
                 "flops_paper_counter": count_flops_paper(model, self.suite.img_size)}
@@ -89,8 +88,6 @@ class ClassificationTask:
         return self.batches.train_batches(self.data.train_images, self.data.train_labels, seed, stage.index)
 
     def train_step(self, model: nn.Module, batch):
-        from vbench.augment import mixed_cross_entropy
-
         logits = model(batch.x)
         loss = mixed_cross_entropy(logits.float(), batch, self.recipe.label_smoothing)
         predicted = logits.detach().argmax(dim=-1)
@@ -98,15 +95,13 @@ class ClassificationTask:
                             + (1.0 - batch.lam) * (predicted == batch.y_b).double().mean())
         return loss, {"acc": accuracy}, len(batch.y_a)
 
-    def evaluate(self, model: nn.Module) -> Evaluation:
+    def evaluate(self, model: nn.Module) -> Scores:
         """Top-1 and top-5 accuracy (%) on centre images of the test split, and each image's top 5."""
         return self.evaluate_images(model, self.data.test_images, self.data.test_labels)
 
     @torch.no_grad()
-    def evaluate_images(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:
+    def evaluate_images(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Scores:
         """``evaluate`` on other uint8 images of the suite's size (a corrupted test split)."""
-        from vbench.predictions import ClassificationPredictions
-
         model.eval()
         tops, seen = [], []
         for x, y in self.batches.eval_batches(images, labels):
@@ -117,14 +112,12 @@ class ClassificationTask:
         hits = top.eq(label[:, None])
         metrics = {"top1": 100.0 * float(hits[:, 0].sum()) / len(label),
                    "top5": 100.0 * float(hits.any(dim=-1).sum()) / len(label)}
-        return Evaluation(metrics, ClassificationPredictions.from_top_k(top.cpu().numpy(), label.cpu().numpy()))
+        return Scores(metrics, ClassificationPredictions.from_top_k(top.cpu().numpy(), label.cpu().numpy()))
 
 
 def cosine_schedule(optimizer, recipe, steps_per_epoch: int):
     """timm's cosine schedule, stepped per iteration: a linear warm-up from min_lr to lr over
     ``warmup_epochs``, then cosine decay to min_lr over the remaining epochs."""
-    from timm.scheduler import CosineLRScheduler
-
     # timm warns when the cosine part is a single step (a run that is all warm-up); that is intended here
     logging.getLogger("timm.scheduler.cosine_lr").setLevel(logging.ERROR)
     total = recipe.epochs * steps_per_epoch

@@ -17,12 +17,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vbench.data import source_fingerprint
+from vbench.models.measure import count_flops, count_params
+from vbench.paths import default_data_root
 from vbench.segmentation.ade20k import ADE20K, InfiniteSampler, PipelineConfig, collate_eval
 from vbench.segmentation.heads import Segmentor, segmentation_losses
 from vbench.segmentation.metrics import SegmentationMetric
-from vbench.suites import default_data_root
 from vbench.tasks import SEGMENTATION
-from vbench.tasks.base import DataInfo, Evaluation, Stage, model_kwargs
+from vbench.tasks.base import DataInfo, Scores, Stage, model_kwargs
 
 
 class SegmentationTask:
@@ -59,8 +60,6 @@ class SegmentationTask:
 
     def size(self, segmentor: Segmentor) -> dict:
         """Params of the whole segmentor (auxiliary head included) and fvcore MACs at the crop."""
-        from vbench.measure import count_flops, count_params
-
         flops = count_flops(segmentor, self.suite.crop_size)
         aux = segmentor.auxiliary_head
         return {"params": count_params(segmentor), "flops": flops.total, "flops_complete": flops.complete,
@@ -94,11 +93,11 @@ class SegmentationTask:
         return losses["loss"], {}, len(images)
 
     @torch.no_grad()
-    def evaluate(self, segmentor: Segmentor) -> Evaluation:
+    def evaluate(self, segmentor: Segmentor) -> Scores:
         recipe = self.recipe
         metric = evaluate_segmentor(segmentor, self.val_set, self.device, self.suite.num_classes, recipe.eval_limit,
                                     recipe.eval_batch_size, recipe.num_workers, keep_per_image=True)
-        return Evaluation(metric.compute().as_dict(), metric.per_image())
+        return Scores(metric.compute().as_dict(), metric.per_image())
 
 
 def pipeline_config(suite) -> PipelineConfig:

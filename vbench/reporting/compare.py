@@ -1,0 +1,204 @@
+"""Does backbone A really beat backbone B? Both sides' finished runs of one experiment (same suite, recipe,
+data and precision), compared at two levels:
+
+- over seeds: the mean difference of the task's primary metric with a 95% t interval, paired by seed when
+  both sides have the same seeds and Welch's otherwise, and its p-value (``vbench.reporting.stats.seed_difference``);
+- over test images, per pair of runs (the same seed on both sides, else paired in seed order): a bootstrap
+  interval of the difference from the per-image predictions each run keeps, and for classification the
+  exact McNemar test on the images where exactly one side is right.
+
+A single seed still gets an answer from its predictions. The result is a report (``vbench.reporting.report.Report``),
+so every format of ``vbench report`` renders it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from vbench.errors import VbenchError
+from vbench.reporting.report import Report, ReportTable, fmt, signed
+from vbench.reporting.results import ResultGroup, all_groups
+from vbench.reporting.stats import (
+    bootstrap_accuracy_difference,
+    bootstrap_miou_difference,
+    mcnemar_exact,
+    seed_difference,
+)
+from vbench.store.artifacts import predictions_path
+from vbench.store.predictions import load_predictions, paired_correct
+from vbench.tasks import get_task
+
+N_RESAMPLES = 9999
+
+
+@dataclass
+class PairResult:
+    seed_a: int
+    seed_b: int
+    images: int | None = None
+    difference: float | None = None
+    low: float | None = None
+    high: float | None = None
+    mcnemar_p: float | None = None
+    only_a_correct: int | None = None
+    only_b_correct: int | None = None
+    missing: str | None = None
+
+
+@dataclass
+class Comparison:
+    suite: str
+    task: str
+    metric: str
+    a: ResultGroup
+    b: ResultGroup
+    seeds: object  # vbench.reporting.stats.SeedDifference
+    pairs: list[PairResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def compare(store, suite: str, a: str, b: str, seeds: list[int] | None = None, n_resamples: int = N_RESAMPLES,
+            bootstrap_seed: int = 0) -> Comparison:
+    """Compare backbones ``a`` and ``b`` (stored names) on ``suite``; VbenchError when either side has no
+    finished runs or no two groups are the same experiment."""
+    group_a, group_b = _matching_groups(store, suite, a, b)
+    group_a, group_b = _only_seeds(group_a, seeds), _only_seeds(group_b, seeds)
+    info = get_task(group_a.task)
+    metric = info.primary
+    seed_level = seed_difference(group_a.values(metric), group_b.values(metric))
+    comparison = Comparison(suite, group_a.task, metric, group_a, group_b, seed_level)
+    comparison.pairs = [_compare_pair(store, run_a, run_b, group_a.task, n_resamples, bootstrap_seed)
+                        for run_a, run_b in _run_pairs(group_a, group_b)]
+    comparison.notes = _notes(comparison)
+    return comparison
+
+
+def _matching_groups(store, suite: str, a: str, b: str) -> tuple[ResultGroup, ResultGroup]:
+    groups = all_groups(store, suite=suite, backbones=[a, b])
+    sides = {name: [g for g in groups if g.backbone == name] for name in (a, b)}
+    for name, found in sides.items():
+        if not found:
+            raise VbenchError(f"no finished runs of {name!r} on suite {suite!r} in {store.label}; run it first "
+                              "(`vbench runs` lists what is there)")
+    pairs = [(x, y) for x in sides[a] for y in sides[b] if x.same_experiment(y) is None]
+    if not pairs:
+        newest_a, newest_b = sides[a][-1], sides[b][-1]
+        raise VbenchError(f"{a} and {b} have no finished runs of one experiment on {suite!r} "
+                          f"({newest_a.same_experiment(newest_b)}); train both with the same recipe and data")
+    return max(pairs, key=lambda pair: max(pair[0].newest.id, pair[1].newest.id))
+
+
+def _only_seeds(group: ResultGroup, seeds: list[int] | None) -> ResultGroup:
+    if not seeds:
+        return group
+    kept = [run for run in group.runs if run.seed in seeds]
+    if not kept:
+        raise VbenchError(f"{group.backbone} has no finished runs of seeds {', '.join(map(str, seeds))} on "
+                          f"{group.suite!r}; it has seeds {', '.join(map(str, group.seeds))}")
+    return ResultGroup(**{**group.__dict__, "runs": kept})
+
+
+def _run_pairs(a: ResultGroup, b: ResultGroup) -> list[tuple]:
+    """The same seed on both sides; without a common seed, the runs in seed order."""
+    common = sorted(set(a.seeds) & set(b.seeds))
+    if common:
+        by_a, by_b = {r.seed: r for r in a.runs}, {r.seed: r for r in b.runs}
+        return [(by_a[seed], by_b[seed]) for seed in common]
+    return list(zip(a.runs, b.runs))
+
+
+def _compare_pair(store, run_a, run_b, task: str, n_resamples: int, seed: int) -> PairResult:
+    pair = PairResult(run_a.seed, run_b.seed)
+    paths = [predictions_path(store, run.id) for run in (run_a, run_b)]
+    missing = [f"run {run.id}" for run, path in zip((run_a, run_b), paths) if not path.is_file()]
+    if missing:
+        pair.missing = f"{' and '.join(missing)} kept no per-image predictions"
+        return pair
+    predictions_a, predictions_b = (load_predictions(path) for path in paths)
+    if task == "segmentation":
+        _segmentation_pair(pair, predictions_a, predictions_b, n_resamples, seed)
+    else:
+        _classification_pair(pair, predictions_a, predictions_b, n_resamples, seed)
+    return pair
+
+
+def _classification_pair(pair: PairResult, a, b, n_resamples: int, seed: int) -> None:
+    correct_a, correct_b = paired_correct(a, b)
+    test = mcnemar_exact(correct_a, correct_b)
+    interval = bootstrap_accuracy_difference(correct_a, correct_b, n_resamples=n_resamples, seed=seed)
+    pair.images, pair.difference = test.images, 100.0 * interval.difference
+    pair.low, pair.high = 100.0 * interval.interval.low, 100.0 * interval.interval.high
+    pair.mcnemar_p, pair.only_a_correct, pair.only_b_correct = test.p_value, test.only_a_correct, test.only_b_correct
+
+
+def _segmentation_pair(pair: PairResult, a, b, n_resamples: int, seed: int) -> None:
+    interval = bootstrap_miou_difference(a.intersection, a.union, b.intersection, b.union, n_resamples=n_resamples,
+                                         seed=seed)
+    pair.images, pair.difference = interval.images, interval.difference
+    pair.low, pair.high = interval.interval.low, interval.interval.high
+
+
+def _notes(comparison: Comparison) -> list[str]:
+    seeds = comparison.seeds
+    notes = []
+    if seeds.method is None:
+        notes.append(f"No interval over seeds: {seeds.reason}.")
+    elif min(len(seeds.seeds_a), len(seeds.seeds_b)) < 3:
+        notes.append("Fewer than 3 seeds on a side: the t interval is wide and the test has little power.")
+    if comparison.pairs and not set(comparison.a.seeds) & set(comparison.b.seeds):
+        notes.append("The two sides share no seed: per-image tests pair their runs in seed order.")
+    notes += [f"Seeds {p.seed_a}/{p.seed_b}: {p.missing}." for p in comparison.pairs if p.missing]
+    if comparison.task == "segmentation":
+        notes.append("Per image: a bootstrap interval of the mIoU difference (counts summed per resample); McNemar's "
+                     "test needs per-image correctness, which segmentation does not have.")
+    return notes
+
+
+# --- as a report -----------------------------------------------------------------------------------
+def comparison_report(comparison: Comparison):
+    """Two sections: the difference over seeds, and the per-image tests of each pair of runs."""
+    a, b, seeds = comparison.a, comparison.b, comparison.seeds
+    label = get_task(comparison.task).metric(comparison.metric).label
+    summary = {
+        "task": comparison.task, "suite": comparison.suite, "metric": comparison.metric, "a": a.backbone,
+        "b": b.backbone, "seeds_a": list(seeds.seeds_a), "seeds_b": list(seeds.seeds_b), "mean_a": seeds.mean_a,
+        "mean_b": seeds.mean_b, "difference": seeds.difference, "method": seeds.method,
+        "ci_low": seeds.interval.low if seeds.interval else None,
+        "ci_high": seeds.interval.high if seeds.interval else None, "p_value": seeds.p_value,
+        "recipe_hash": a.recipe_hash, "data_id": a.data_id,
+    }
+    display = pd.DataFrame([{
+        "A": a.backbone, "B": b.backbone, f"{label} A": fmt(seeds.mean_a), f"{label} B": fmt(seeds.mean_b),
+        "A - B": signed(seeds.difference), "95% CI": _interval_text(summary["ci_low"], summary["ci_high"]),
+        "p": _p_text(seeds.p_value), "test": seeds.method or "-", "seeds": f"{len(seeds.seeds_a)} / {len(seeds.seeds_b)}",
+    }])
+    pair_records = [{"task": comparison.task, "suite": comparison.suite, "a": a.backbone, "b": b.backbone,
+                     **pair.__dict__} for pair in comparison.pairs]
+    pair_display = pd.DataFrame([{
+        "seeds": f"{p.seed_a} / {p.seed_b}", "images": str(p.images or "-"), "A - B": signed(p.difference),
+        "bootstrap 95% CI": _interval_text(p.low, p.high), "McNemar p": _p_text(p.mcnemar_p),
+        "only A right / only B right": f"{p.only_a_correct} / {p.only_b_correct}" if p.only_a_correct is not None else "-",
+    } for p in comparison.pairs])
+    title = f"{a.backbone} against {b.backbone} on {comparison.suite}"
+    sections = [
+        ReportTable("seeds", comparison.task, f"{title}: over seeds", [summary], display,
+                [f"{label} in percent; A - B is the mean over A's seeds minus the mean over B's; the 95% interval is "
+                 "t-based, paired by seed when both sides have the same seeds and Welch's otherwise."],
+                suite=comparison.suite),
+        ReportTable("images", comparison.task, f"{title}: over test images, per pair of runs", pair_records, pair_display,
+                [f"Bootstrap: {N_RESAMPLES} paired resamples of the test images (percentile interval, seed 0)."],
+                suite=comparison.suite),
+    ]
+    return Report(sections, comparison.notes, compare_paper=False)
+
+
+def _interval_text(low: float | None, high: float | None) -> str:
+    return "-" if low is None else f"[{low:+.2f}, {high:+.2f}]"
+
+
+def _p_text(p: float | None) -> str:
+    if p is None or p != p:
+        return "-"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"

@@ -1,0 +1,130 @@
+"""One run in full (``vbench runs show``) and runs written out as files (``vbench runs export``).
+
+``export`` writes, per run, what timm's train.py leaves in its output folder: ``args.yaml`` (the
+arguments: suite, backbone, seed, the whole recipe, the settings), ``summary.csv`` (one row per epoch, or
+per evaluated iteration: ``epoch``, ``train_*``, ``eval_*``, ``lr``, as timm's ``update_summary``
+writes it) and ``results.json`` (the run row: final metrics, sizes, data identity, environment, files).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from vbench.errors import VbenchError
+from vbench.store.artifacts import run_files
+from vbench.tasks import get_task
+import yaml
+
+RUN_FIELDS_OF_ARGS = ("task", "suite", "dataset", "backbone", "family", "seed", "img_size", "num_classes")
+ENVIRONMENT_FIELDS = ("host", "device_name", "torch_version", "vbench_version")
+
+
+def get_run(store, run_id: int):
+    run = store.get_run(run_id)
+    if run is None:
+        raise VbenchError(f"no run with id {run_id} in {store.label}; `vbench runs` lists them")
+    return run
+
+
+def metric_names(run) -> list[str]:
+    """The task's declared metrics (evaluated), best known first; runs of an unknown task keep their own."""
+    try:
+        return [metric.name for metric in get_task(run.task).metrics]
+    except VbenchError:
+        return sorted(run.metrics or {})
+
+
+def step_rows(store, run) -> list[dict]:
+    """One dict per evaluated step: the step, then training means (``train_*``), evaluation (``eval_*``) and the rest."""
+    evaluated = set(metric_names(run))
+    rows = []
+    for step in store.steps(run.id):
+        row = {"epoch" if run.step_unit == "epoch" else "iteration": step.step}
+        metrics = step.metrics or {}
+        row.update({name: value for name, value in metrics.items() if name.startswith("train_")})
+        row.update({f"eval_{name}": value for name, value in metrics.items() if name in evaluated})
+        row.update({name: value for name, value in metrics.items()
+                    if not name.startswith("train_") and name not in evaluated})
+        rows.append(row)
+    return rows
+
+
+def jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_record(store, run) -> dict:
+    """Everything stored about a run, JSON-ready: the row, its per-step metrics (``history``), its evaluations
+    and its files."""
+    evaluations = [{"kind": e.kind, "condition": e.condition, "metrics": e.metrics}
+                   for e in sorted(store.evaluations(run_ids=[run.id]), key=lambda e: (e.kind, e.id))]
+    return jsonable({**run.as_dict(), "history": step_rows(store, run), "evaluations": evaluations,
+                     "files": {kind: str(path) for kind, path in run_files(store, run.id).items()}})
+
+
+def run_args(run) -> dict:
+    """The arguments of a run, as timm's args.yaml holds its argparse namespace."""
+    args = {name: getattr(run, name) for name in RUN_FIELDS_OF_ARGS}
+    args["recipe"] = run.recipe or {}
+    args["recipe_hash"] = run.recipe_hash
+    args["data_id"] = run.data_id
+    args["data_root"] = (run.data or {}).get("root")
+    args["limit"] = (run.data or {}).get("limit")
+    args["settings"] = run.settings or {}
+    return jsonable(args)
+
+
+def summary_csv(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def export_runs(store, runs: Iterable, output: str | Path) -> list[Path]:
+    """``<output>/run-<id>/{args.yaml, summary.csv, results.json}`` for every run; the folders written."""
+    runs = list(runs)
+    output = Path(output).expanduser()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VbenchError(f"cannot create the export folder {str(output)!r}: {exc.strerror}; give a writable --output") from None
+    folders = []
+    for run in runs:
+        folder = output / f"run-{run.id}"
+        folder.mkdir(exist_ok=True)
+        _write_atomic(folder / "args.yaml", yaml.safe_dump(run_args(run), sort_keys=False))
+        _write_atomic(folder / "summary.csv", summary_csv(step_rows(store, run)))
+        _write_atomic(folder / "results.json", json.dumps(run_record(store, run), indent=2) + "\n")
+        folders.append(folder)
+    return folders
+
+
+def sparkline(values: list[float]) -> str:
+    """Unicode block characters, one per value, scaled between the smallest and the largest (eight lines of
+    code are not worth a dependency)."""
+    blocks = "▁▂▃▄▅▆▇█"
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    if not numbers:
+        return ""
+    low, high = min(numbers), max(numbers)
+    span = (high - low) or 1.0
+    return "".join(blocks[round((v - low) / span * (len(blocks) - 1))] if isinstance(v, (int, float)) else " "
+                   for v in values)

@@ -1,0 +1,195 @@
+"""Per-image predictions of a run's final evaluation, one compressed ``.npz`` file per run.
+
+What is kept (enough for McNemar's test and bootstraps over test images, see ``vbench.reporting.stats``):
+- classification: the top-k class indices of every test image, best first (k = 5, or the number of
+  classes when smaller), and its label; top-1/top-k correctness is derived from them;
+- segmentation: per image and class, the pixel counts of the intersection, the union and the label
+  (ignore label excluded), from which every score of ``vbench.segmentation.metrics`` follows.
+
+Why ``.npz``: NumPy reads and writes it (no new dependency), it keeps bool and small-int dtypes, and
+its zip compression shrinks the mostly-zero per-class segmentation counts many times over
+(safetensors, already installed with timm, has no compression). It is read with ``allow_pickle=False``,
+so loading a file never runs code. Images are in the order of the evaluation split; two runs on the
+same split can be compared image by image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vbench.errors import VbenchError
+
+FORMAT_VERSION = 1
+TOP_K = 5
+SUFFIX = ".npz"
+
+
+def predictions_path(directory: str | Path, run_id: int | str) -> Path:
+    """Where the predictions of run ``run_id`` live inside ``directory`` (the store's predictions folder)."""
+    run_id = str(run_id)
+    if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+        raise VbenchError(f"run id {run_id!r} cannot name a file; use the id the store gave the run")
+    return Path(directory) / f"run-{run_id}{SUFFIX}"
+
+
+def _smallest_int(values: np.ndarray) -> np.ndarray:
+    """int16 when every value fits (class indices of any common dataset), else int32."""
+    values = np.asarray(values)
+    fits = values.size == 0 or (values.min() >= np.iinfo(np.int16).min and values.max() <= np.iinfo(np.int16).max)
+    return values.astype(np.int16 if fits else np.int32)
+
+
+@dataclass(frozen=True)
+class ClassificationPredictions:
+    """``top_k``: int [images, k], class indices best first; ``labels``: int [images]."""
+
+    top_k: np.ndarray
+    labels: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.top_k.ndim != 2 or self.labels.shape != (self.top_k.shape[0],):
+            raise ValueError(f"top_k must be [images, k] and labels [images], got {self.top_k.shape} "
+                             f"and {self.labels.shape}")
+
+    @classmethod
+    def from_logits(cls, logits, labels, meta: dict | None = None) -> "ClassificationPredictions":
+        """From model outputs [images, classes] (torch or NumPy) and labels [images]."""
+        # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+        import torch
+
+        logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
+        top_k = logits.topk(min(TOP_K, logits.shape[-1]), dim=-1).indices
+        return cls(_smallest_int(top_k.cpu().numpy()), _smallest_int(labels.cpu().numpy()), dict(meta or {}))
+
+    @classmethod
+    def from_top_k(cls, top_k, labels, meta: dict | None = None) -> "ClassificationPredictions":
+        """From class indices [images, k], best first, and labels [images] (torch or NumPy)."""
+        return cls(_smallest_int(np.asarray(top_k)), _smallest_int(np.asarray(labels)), dict(meta or {}))
+
+    @property
+    def images(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def correct(self) -> np.ndarray:
+        """bool [images]: the top-1 class is the label."""
+        return self.top_k[:, 0] == self.labels
+
+    @property
+    def correct_top_k(self) -> np.ndarray:
+        """bool [images]: the label is among the top-k classes."""
+        return (self.top_k == self.labels[:, None]).any(axis=1)
+
+
+@dataclass(frozen=True)
+class SegmentationPredictions:
+    """Per-image, per-class pixel counts, int64 [images, classes] each."""
+
+    intersection: np.ndarray
+    union: np.ndarray
+    label: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        shapes = {self.intersection.shape, self.union.shape, self.label.shape}
+        if len(shapes) != 1 or self.intersection.ndim != 2:
+            raise ValueError(f"intersection, union and label must share one [images, classes] shape, got {shapes}")
+
+    @classmethod
+    def from_histograms(cls, intersection, prediction, label, meta: dict | None = None) -> "SegmentationPredictions":
+        """From per-image (intersection, prediction, label) histograms, e.g. stacked
+        ``vbench.segmentation.metrics.intersect_and_union`` outputs [images, classes]."""
+        intersection, prediction, label = (np.asarray(h, dtype=np.int64) for h in (intersection, prediction, label))
+        return cls(intersection, prediction + label - intersection, label, dict(meta or {}))
+
+    @property
+    def images(self) -> int:
+        return self.intersection.shape[0]
+
+    @property
+    def prediction(self) -> np.ndarray:
+        return self.union - self.label + self.intersection
+
+    def totals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(intersection, prediction, label) summed over images: the input of ``scores_from_histograms``."""
+        return self.intersection.sum(0), self.prediction.sum(0), self.label.sum(0)
+
+
+Predictions = ClassificationPredictions | SegmentationPredictions
+
+
+def _arrays(predictions: Predictions) -> dict[str, np.ndarray]:
+    if isinstance(predictions, ClassificationPredictions):
+        return {"top_k": predictions.top_k, "labels": predictions.labels}
+    return {"intersection": predictions.intersection.astype(np.int64), "union": predictions.union.astype(np.int64),
+            "label": predictions.label.astype(np.int64)}
+
+
+def save_predictions(path: str | Path, predictions: Predictions) -> Path:
+    """Write ``predictions`` to ``path`` atomically: a reader sees the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = "classification" if isinstance(predictions, ClassificationPredictions) else "segmentation"
+    header = json.dumps({"format": FORMAT_VERSION, "kind": kind, "meta": predictions.meta}, sort_keys=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez_compressed(stream, header=np.array(header), **_arrays(predictions))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def load_predictions(path: str | Path) -> Predictions:
+    """Read a file written by :func:`save_predictions`."""
+    path = Path(path)
+    if not path.is_file():
+        raise VbenchError(f"no per-image predictions at {path}; the run's final evaluation did not keep them")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(str(archive["header"]))
+            if header.get("format") != FORMAT_VERSION:
+                raise VbenchError(f"{path} has predictions format {header.get('format')!r}; this vbench reads "
+                                  f"format {FORMAT_VERSION}")
+            if header.get("kind") == "classification":
+                return ClassificationPredictions(archive["top_k"], archive["labels"], header["meta"])
+            return SegmentationPredictions(archive["intersection"], archive["union"], archive["label"],
+                                           header["meta"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise VbenchError(f"{path} is not a vbench predictions file ({exc}); delete it and rerun the "
+                          "evaluation") from exc
+
+
+def paired_correct(a: ClassificationPredictions, b: ClassificationPredictions) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 correctness of A and B, image by image, after checking they saw the same test images."""
+    if a.images != b.images or not np.array_equal(a.labels, b.labels):
+        raise VbenchError(f"the predictions cover different test sets ({a.images} and {b.images} images, "
+                          "labels differ); compare runs evaluated on the same split")
+    return a.correct, b.correct
