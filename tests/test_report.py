@@ -10,6 +10,8 @@ import subprocess
 
 import pandas as pd
 import pytest
+
+from vbench.reporting.paper import table_names
 from scipy import stats
 
 from cli import run_cli
@@ -271,3 +273,16 @@ def test_runs_lists_filters_and_deletes(db, tmp_path):
     assert [r.id for r in store.list_runs()][:2] == [2, 3] and len(store.list_runs()) == len(ROWS) - 1
     result = run_cli("runs", "rm", "1", "--db", path)
     assert result.code == 2 and result.error_line.startswith("error: no run with id 1")
+
+
+@pytest.mark.parametrize("dataset, rows, names", [
+    ("tiny-imagenet", [(["ViT/1M-LKCA", "LKCA-T"], "lkca-t"), (["ViT/1M", "ViT-Lite"], "vit-lite")], ["ViT/1M-LKCA", "ViT/1M"]),
+    ("tiny-imagenet", [(["ViT/1M-LKCA", "LKCA-T"], "lkca-t"), (["Swin-T"], "swin-t")], ["LKCA-T", "Swin-T"]),
+    ("cifar10", [(["ViT/1M-LKCA", "LKCA-T"], "lkca-t"), (["CaiT-T"], "cait-t")], ["LKCA-T", "CaiT-T"]),
+    ("cifar100", [(["ViT-LKCA", "LKCA-B"], "lkca-b"), (["ViT", "ViT-Small"], "vit-small")], ["ViT-LKCA", "ViT"]),
+    ("svhn", [(["ViT/1M-LKCA", "LKCA-T"], "lkca-t")], ["LKCA-T"]),
+    ("digits", [(["ViT/0.5M-LKCA"], "vit-0.5m-lkca"), ([], "my-net")], ["ViT/0.5M-LKCA", "my-net"]),
+])
+def test_a_model_goes_by_its_name_in_the_table_its_rows_mirror(dataset, rows, names):
+    """Tables 1-3 set each LKCA model beside its ViT, Tables 4-5 beside the baselines, under other names."""
+    assert table_names(dataset, rows) == names

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vbench.api import load_plugins as load
+from vbench.reporting.numbers import count_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -36,14 +37,6 @@ def wide_for_files() -> None:
         console.width = max(console.width, 160)
 
 
-def millions(count) -> str:
-    """Counts in millions with enough digits that a small model does not show as 0.00M."""
-    if count is None:
-        return "-"
-    value = count / 1e6
-    return f"{value:.2f}M" if value >= 0.1 or value == 0 else f"{value:.4f}M"
-
-
 def number(value, digits: int = 2, unit: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
@@ -63,7 +56,7 @@ def summary_table(result) -> Table:
     for o in result.outcomes:
         table.add_row(
             str(o.run_id or "-"), o.backbone, str(o.seed), f"[{colours.get(o.status, 'white')}]{o.status}[/]",
-            *(number(o.metrics.get(m.name)) for m in info.metrics), millions(o.params), millions(o.flops),
+            *(number(o.metrics.get(m.name)) for m in info.metrics), count_text(o.params), count_text(o.flops),
             number(o.images_per_s, 0), number(o.peak_memory_bytes / 2**20 if o.peak_memory_bytes else None, 0, " MiB"),
             number(o.wall_time_s, 1, " s"),
         )

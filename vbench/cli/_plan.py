@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from vbench.cli._common import console, millions
+from vbench.cli._common import console, count_text
 from vbench.recipes import value_text
 
 
@@ -36,6 +36,6 @@ def print_plan(planned, first_line: str) -> None:
         jobs.add_column(column, justify="right" if column in ("seed", "params", "FLOPs") else "left",
                         overflow="fold", no_wrap=column == "backbone")
     for job in job_lines(planned):
-        jobs.add_row(job.backbone, str(job.seed), millions(job.params), millions(job.flops), job.state)
+        jobs.add_row(job.backbone, str(job.seed), count_text(job.params), count_text(job.flops), job.state)
     console.print(jobs)
     console.print("dry run: nothing was trained or written", highlight=False)

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from vbench.cli._common import DbOption, PluginOption, app, console, err_console, load_plugins, millions, number
+from vbench.cli._common import DbOption, PluginOption, app, console, count_text, err_console, load_plugins, number
 
 
 @app.command("eval")
@@ -43,8 +43,8 @@ def eval_command(
     for column in ("run", "backbone", "weights", *(m.label for m in info.metrics), "params", "FLOPs", "time"):
         table.add_column(column, justify="left" if column in ("backbone", "weights") else "right", overflow="fold")
     table.add_row(str(result.run_id), result.backbone, result.source.label,
-                  *(number(result.metrics.get(m.name)) for m in info.metrics), millions(result.size.get("params")),
-                  millions(result.size.get("flops")), number(result.seconds, 1, " s"))
+                  *(number(result.metrics.get(m.name)) for m in info.metrics), count_text(result.size.get("params")),
+                  count_text(result.size.get("flops")), number(result.seconds, 1, " s"))
     console.print(table)
     written = f"; JSON in {results_file}" if results_file else ""
     console.print(f"recorded as eval-only run {result.run_id} in {result.store_label}{written}", highlight=False)

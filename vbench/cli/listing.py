@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vbench.api import suite_rows
-from vbench.cli._common import PluginOption, app, console, load_plugins, millions
+from vbench.cli._common import PluginOption, app, console, count_text, load_plugins
 from vbench.errors import VbenchError
 from vbench.tasks import get_task
 
@@ -83,7 +83,7 @@ def _cells(rows: list[dict], measured: bool) -> tuple[list[str], list[list[str]]
         line = [row["name"], row["family"], ", ".join(row["tasks"]), ", ".join(row["paper_names"]) or "-",
                 f"{row['paper_params_m']:.2f}M" if row["paper_params_m"] is not None else "-"]
         if measured:
-            line += [millions(row["params"]), _flops_text(row)]
+            line += [count_text(row["params"]), _flops_text(row)]
         cells.append(line)
     return headers, cells
 
@@ -127,7 +127,7 @@ def _table(headers: list[str], cells: list[list[str]], widths: list[int], boxed:
 def _flops_text(row: dict) -> str:
     if row.get("error"):
         return "n/a"  # the reason is under the table
-    text = millions(row["flops"])
+    text = count_text(row["flops"])
     return text if row["flops_complete"] else f"{text} (incomplete)"
 
 

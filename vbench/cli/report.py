@@ -20,6 +20,7 @@ from vbench.cli._common import (
     load_plugins,
 )
 from vbench.errors import VbenchError
+from vbench.paths import atomic_write
 
 
 @app.command("report")
@@ -70,11 +71,7 @@ def report_command(
 
 
 def write_text(output: str, text: str) -> None:
-    path = Path(output)
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
+        atomic_write(Path(output), text)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise VbenchError(f"cannot write the report to {output!r}: {exc.strerror}; give a writable --output") from None

@@ -23,7 +23,7 @@ from vbench.data import folders, torchvision_sets
 from vbench.data.digits import load_digits_split
 from vbench.data.smoke import generate_smoke
 from vbench.errors import VbenchError
-from vbench.paths import default_data_root
+from vbench.paths import atomic_path, default_data_root
 
 if TYPE_CHECKING:  # the suite is passed in; data sits below the suite loader
     from vbench.suites import Suite
@@ -201,15 +201,9 @@ def read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 
 def write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """Atomic (temporary file, then rename); a read-only data root just means no cache."""
-    temporary = None
+    """Atomic; a read-only data root (or a full disk) just means no cache."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(handle)
-        torch.save({"images": images, "labels": labels}, temporary)
-        os.replace(temporary, path)
-    except OSError as exc:
+        with atomic_path(path) as temporary:
+            torch.save({"images": images, "labels": labels}, temporary)
+    except (OSError, VbenchError) as exc:
         _progress_console.print(f"[yellow]note:[/yellow] could not write the dataset cache {path}: {exc}")
-        if temporary and os.path.exists(temporary):
-            os.unlink(temporary)

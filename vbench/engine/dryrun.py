@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from vbench.errors import VbenchError
 from vbench.recipes import flatten
-from vbench.suites import paper_recipe
 from vbench.store import open_store, sqlite_file
-from vbench.suites import load_suite
+from vbench.suites import load_suite, paper_recipe
 
 
 @dataclass

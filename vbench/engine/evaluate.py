@@ -21,18 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+import torch
+from timm.models import load_state_dict
+
 from vbench.engine.plan import absolute_data_root
 from vbench.engine.rows import run_row, run_settings
 from vbench.engine.runner import Runner, RunOptions
 from vbench.errors import VbenchError
 from vbench.models import registry
+from vbench.paths import atomic_write
 from vbench.store import check_url, opened, utcnow
 from vbench.store.artifacts import predictions_path, weights_path
 from vbench.store.checkpoint import Checkpoints
 from vbench.store.predictions import save_predictions
 from vbench.suites import load_suite
-from timm.models import load_state_dict
-import torch
 
 
 @dataclass
@@ -209,11 +211,4 @@ def _check_writable(path: str) -> None:
 
 
 def write_json(path: str, value: dict) -> None:
-    target = Path(path).expanduser()
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path).expanduser(), json.dumps(value, indent=2, default=str) + "\n")

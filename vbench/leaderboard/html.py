@@ -12,6 +12,8 @@ from html import escape as esc
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from vbench.reporting.numbers import million_digits
+
 
 @lru_cache(maxsize=None)
 def environment():
@@ -79,7 +81,7 @@ def params_cell(value_m: float | None) -> Cell:
     """Millions with two decimals, four where a tiny model would show 0.00."""
     if value_m is None:
         return Cell("-")
-    return number_cell(value_m, 2 if value_m >= 0.1 or value_m == 0 else 4)
+    return number_cell(value_m, million_digits(value_m))
 
 
 def run_links(run_ids: list[int], seeds: list[int], prefix: str = "runs/") -> Cell:

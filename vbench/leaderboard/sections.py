@@ -38,15 +38,10 @@ from vbench.leaderboard.html import (
     table_html,
 )
 from vbench.registry import Registry
+from vbench.reporting.numbers import millions
+from vbench.reporting.paper import paper_segmentation_rows
 from vbench.reporting.plot import paper_points
-from vbench.reporting.report import (
-    HEAD_NAMES,
-    mean_std,
-    millions,
-    paper_segmentation_rows,
-    seg_flops_text,
-    seg_params_text,
-)
+from vbench.reporting.report import HEAD_NAMES, mean_std, seg_flops_text, seg_params_text
 from vbench.tasks import get_task
 
 RESERVED_PAGES = ("runs",)  # runs.html and runs/ hold the run pages

@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,13 +19,13 @@ from math import prod
 
 import torch
 import torch.nn as nn
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import get_shape
 
 from vbench import __version__
 from vbench.errors import VbenchError
 from vbench.models.paper_flops import count_flops_paper  # noqa: F401  (re-exported: the paper's counter)
-from vbench.paths import cache_root
-from fvcore.nn.jit_handles import get_shape
-from fvcore.nn import FlopCountAnalysis
+from vbench.paths import atomic_write, cache_root
 
 FLOPS_UNIT_NOTE = "FLOPs are fvcore multiply-accumulates (one multiply-add = one flop), as in the paper."
 
@@ -175,14 +174,10 @@ def _read_json(path) -> dict:
 
 
 def _write_json(path, data: dict) -> None:
-    """Atomic; a cache that cannot be written just means measuring again next time."""
+    """A cache that cannot be written just means measuring again next time."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream)
-        os.replace(temporary, path)
-    except OSError:
+        atomic_write(path, json.dumps(data))
+    except (OSError, VbenchError):  # VbenchError: a full disk
         pass
 
 

@@ -30,12 +30,12 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
-
-from vbench.errors import VbenchError
+from ptflops import get_model_complexity_info
 from timm.layers.adaptive_avgmax_pool import FastAdaptiveAvgPool
 from timm.models.vision_transformer import Attention, VisionTransformer
 from vit_pytorch.mobile_vit import MobileViT
-from ptflops import get_model_complexity_info
+
+from vbench.errors import VbenchError
 
 PTFLOPS_REQUIREMENT = ">=0.7.1.2,<0.7.2"
 

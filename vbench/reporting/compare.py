@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from vbench.errors import VbenchError
-from vbench.reporting.report import Report, ReportTable, fmt, signed
+from vbench.reporting.numbers import fmt, signed
+from vbench.reporting.report import Report, ReportTable
 from vbench.reporting.results import ResultGroup, all_groups
 from vbench.reporting.stats import (
     bootstrap_accuracy_difference,

@@ -21,14 +21,8 @@ from pathlib import Path
 
 from vbench.errors import VbenchError
 from vbench.registry import Reference, Registry
-from vbench.reporting.report import (
-    DATASET_TITLES,
-    HEAD_NAMES,
-    classification_records,
-    paper_accuracy_rows,
-    paper_segmentation_rows,
-    segmentation_records,
-)
+from vbench.reporting.paper import paper_accuracy_rows, paper_segmentation_rows
+from vbench.reporting.report import DATASET_TITLES, HEAD_NAMES, classification_records, segmentation_records
 from vbench.reporting.results import finished_results, no_runs_error
 
 AXES = {"params": ("# Params (M)", "params_m"), "flops": ("FLOPs (M MACs; the paper's counter leaves out attention matmuls)", "flops_m")}

@@ -13,21 +13,28 @@ report into one document of any format.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Iterable
 
 import pandas as pd
 
-from vbench.reporting.paper import paper_tables
 from vbench.recipes import recipe_differences
+from vbench.reporting.numbers import fmt, millions, params_text, signed
+from vbench.reporting.paper import (
+    display_name,
+    lkca_partner_names,
+    mirrored_table,
+    paper_lookup,
+    paper_order,
+    paper_segmentation_rows,
+    table_names,
+)
 from vbench.reporting.results import ResultGroup, finished_results, no_runs_error
-from vbench.suites import paper_recipe
 from vbench.reporting.stats import mean_interval, seed_difference
+from vbench.suites import paper_recipe
 
 TABLE4_DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
 DATASET_TITLES = {**TABLE4_DATASETS, "tiny-imagenet": "Tiny-ImageNet", "ade20k": "ADE20K"}
 HEAD_NAMES = {"upernet": "UPerNet", "fpn": "FPN"}
-LKCA_SUFFIX = "-LKCA"
 CLASSIFICATION_NOTE = (
     "Acc: top-1 (%) on the test split, mean ± std over n seeds; (+x.xx): gain of an LKCA model over its ViT "
     "partner trained with the same recipe and data; # Params in M; Flops in M, fvcore multiply-accumulates (the "
@@ -82,68 +89,6 @@ def build_report(store, suite: str | None = None, backbones: Iterable[str] | Non
     return Report(sections, notes, compare_paper)
 
 
-# --- the paper's numbers ---------------------------------------------------------------------------
-@lru_cache(maxsize=None)  # read per row: a report of many backbones otherwise spends seconds here
-def paper_accuracy_rows() -> pd.DataFrame:
-    """Top-1 rows of the classification tables (1-5), in file order, with numeric params/FLOPs (shared: do
-    not modify it)."""
-    table = paper_tables()
-    rows = table[(table["metric"] == "top1") & (table["table"].astype(int) <= 5)].copy()
-    rows["order"] = range(len(rows))
-    rows["params"] = pd.to_numeric(rows["params"], errors="coerce")
-    rows["flops"] = pd.to_numeric(rows["flops"], errors="coerce")
-    return rows
-
-
-@lru_cache(maxsize=None)
-def paper_lookup(dataset: str | None, model: str) -> dict | None:
-    rows = paper_accuracy_rows()
-    match = rows[(rows["dataset"] == dataset) & (rows["model"] == model)]
-    if match.empty:
-        return None
-    row = match.iloc[0]
-    return {"acc": float(row["value"]), "params_m": float(row["params"]), "flops_m": float(row["flops"]),
-            "table": int(row["table"])}
-
-
-@lru_cache(maxsize=None)
-def _order_key(dataset: str | None, model: str, backbone: str) -> tuple:
-    """Paper order of the dataset's tables, other paper models, then the rest."""
-    rows = paper_accuracy_rows()
-    in_dataset = rows[(rows["dataset"] == dataset) & (rows["model"] == model)]
-    if not in_dataset.empty:
-        return (0, int(in_dataset["order"].min()), backbone)
-    anywhere = rows[rows["model"] == model]
-    if not anywhere.empty:
-        return (1, int(anywhere["order"].min()), backbone)
-    return (2, 0, backbone)
-
-
-def display_name(paper_names: Iterable[str] | None, dataset: str | None, backbone: str,
-                 tables: Iterable[int] | None = None) -> str:
-    """The paper name a backbone goes by in ``dataset``'s table (earliest table first), else its first one."""
-    return _display_name(tuple(paper_names or ()), dataset, backbone, None if tables is None else tuple(tables))
-
-
-@lru_cache(maxsize=None)
-def _display_name(names: tuple, dataset: str | None, backbone: str, tables: tuple | None) -> str:
-    if not names:
-        return backbone
-    rows = paper_accuracy_rows()
-    rows = rows[(rows["dataset"] == dataset) & rows["model"].isin(names)]
-    if tables is not None:
-        rows = rows[rows["table"].astype(int).isin(list(tables))]
-    return str(rows.sort_values("order").iloc[0]["model"]) if not rows.empty else names[0]
-
-
-def lkca_partner_names(paper_names: Iterable[str], backbone: str) -> set[str]:
-    """Names of the ViT a LKCA model is paired with: "<P>-LKCA" pairs with "<P>" (and backbone "x-lkca" with "x")."""
-    partners = {name[: -len(LKCA_SUFFIX)] for name in paper_names if name.upper().endswith(LKCA_SUFFIX)}
-    if backbone.lower().endswith(LKCA_SUFFIX.lower()):
-        partners.add(backbone[: -len(LKCA_SUFFIX)])
-    return partners
-
-
 def partner_of(group: ResultGroup, groups: list[ResultGroup]) -> ResultGroup | None:
     wanted = {name.lower() for name in lkca_partner_names(group.paper_names, group.backbone)}
     for other in groups:
@@ -153,25 +98,6 @@ def partner_of(group: ResultGroup, groups: list[ResultGroup]) -> ResultGroup | N
 
 
 # --- numbers and text ------------------------------------------------------------------------------
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
-
-
-def signed(value: float | None) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:+.2f}"
-
-
-def millions(count: int | None) -> float | None:
-    return None if count is None else count / 1e6
-
-
-def params_text(value_m: float | None) -> str:
-    """Millions with two decimals, more where a tiny model would show 0.00."""
-    if value_m is None or pd.isna(value_m):
-        return "-"
-    return f"{value_m:.2f}" if value_m >= 0.1 or value_m == 0 else f"{value_m:.4f}"
-
-
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     series = pd.Series(values, dtype=float)
     return float(series.mean()), float(series.std(ddof=1)) if len(series) > 1 else None
@@ -216,7 +142,9 @@ def _paper_recipe_flag(group: ResultGroup) -> bool:
 # --- classification --------------------------------------------------------------------------------
 def classification_records(groups: list[ResultGroup], compare_paper: bool) -> list[dict]:
     """One record per backbone of one suite, numeric, in paper order, with the LKCA-over-ViT gains."""
-    names = [display_name(g.paper_names, g.dataset, g.backbone) for g in groups]
+    dataset = groups[0].dataset if groups else None
+    table = mirrored_table(dataset, [g.paper_names for g in groups])
+    names = table_names(dataset, [(g.paper_names, g.backbone) for g in groups])
     records = []
     for group, name in zip(groups, names):
         if names.count(name) > 1:
@@ -255,7 +183,7 @@ def classification_records(groups: list[ResultGroup], compare_paper: bool) -> li
                 "paper_recipe": _paper_recipe_flag(group),
             })
         records.append(record)
-    records.sort(key=lambda r: _order_key(r["dataset"], r["model"], r["backbone"]))
+    records.sort(key=lambda r: paper_order(r["dataset"], r["model"], r["backbone"], table))
     return records
 
 
@@ -359,7 +287,7 @@ def table4_section(groups: list[ResultGroup], compare_paper: bool) -> ReportTabl
                 cell.update(paper_acc=paper["acc"] if paper else None,
                             acc_diff=acc_mean - paper["acc"] if paper else None)
             record[title] = cell
-    records = sorted(by_backbone.values(), key=lambda r: _table4_order(r["model"], r["backbone"]))
+    records = sorted(by_backbone.values(), key=lambda r: paper_order(None, r["model"], r["backbone"], 4))
     rows = []
     for record in records:
         row = {"Model": record["model"]}
@@ -377,14 +305,6 @@ def table4_section(groups: list[ResultGroup], compare_paper: bool) -> ReportTabl
     notes = ["Each column is the suite's own table above; see its notes for the recipe and data of each row."]
     return ReportTable("table4", "classification", "CIFAR-10 / CIFAR-100 / SVHN (Table 4)", records, pd.DataFrame(rows),
                    notes, pivot=True)
-
-
-def _table4_order(model: str, backbone: str) -> tuple:
-    rows = paper_accuracy_rows()
-    in_table4 = rows[(rows["table"].astype(int) == 4) & (rows["model"] == model)]
-    if not in_table4.empty:
-        return (0, int(in_table4["order"].min()), backbone)
-    return (1,) + _order_key(None, model, backbone)[1:]
 
 
 def _suite_title(suite: str, dataset: str | None) -> str:
@@ -407,16 +327,6 @@ def seg_params_text(count) -> str:
 
 def seg_flops_text(count) -> str:
     return paper_style(count, 1e9, ("G", "T"))
-
-
-def paper_segmentation_rows() -> pd.DataFrame:
-    """Tables 6-7 as one row per (model, iterations, head): aAcc, mIoU and the published size strings."""
-    table = paper_tables()
-    rows = table[table["dataset"] == "ade20k"]
-    wide = rows.pivot_table(index=["table", "model", "iterations", "head", "params", "flops"], columns="metric",
-                            values="value", aggfunc="first").reset_index()
-    wide["iterations"] = wide["iterations"].astype(int)
-    return wide
 
 
 def _paper_match(paper: pd.DataFrame, names: Iterable[str], iteration: int, head: str):

@@ -9,13 +9,11 @@ mixes them silently. Reports, plots, the leaderboard and comparisons all read gr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Iterable
 
 from vbench.errors import VbenchError
 from vbench.models import registry
 from vbench.store import run_precision
-from vbench.suites import builtin_suites, load_suite
 from vbench.tasks import get_task
 
 

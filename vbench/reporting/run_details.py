@@ -11,14 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
+import yaml
+
 from vbench.errors import VbenchError
+from vbench.paths import atomic_write
 from vbench.store.artifacts import run_files
 from vbench.tasks import get_task
-import yaml
 
 RUN_FIELDS_OF_ARGS = ("task", "suite", "dataset", "backbone", "family", "seed", "img_size", "num_classes")
 ENVIRONMENT_FIELDS = ("host", "device_name", "torch_version", "vbench_version")
@@ -88,16 +89,6 @@ def summary_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def export_runs(store, runs: Iterable, output: str | Path) -> list[Path]:
     """``<output>/run-<id>/{args.yaml, summary.csv, results.json}`` for every run; the folders written."""
     runs = list(runs)
@@ -110,9 +101,9 @@ def export_runs(store, runs: Iterable, output: str | Path) -> list[Path]:
     for run in runs:
         folder = output / f"run-{run.id}"
         folder.mkdir(exist_ok=True)
-        _write_atomic(folder / "args.yaml", yaml.safe_dump(run_args(run), sort_keys=False))
-        _write_atomic(folder / "summary.csv", summary_csv(step_rows(store, run)))
-        _write_atomic(folder / "results.json", json.dumps(run_record(store, run), indent=2) + "\n")
+        atomic_write(folder / "args.yaml", yaml.safe_dump(run_args(run), sort_keys=False))
+        atomic_write(folder / "summary.csv", summary_csv(step_rows(store, run)))
+        atomic_write(folder / "results.json", json.dumps(run_record(store, run), indent=2) + "\n")
         folders.append(folder)
     return folders
 

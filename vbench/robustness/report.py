@@ -11,8 +11,10 @@ from __future__ import annotations
 import pandas as pd
 
 from vbench.errors import VbenchError
+from vbench.reporting.numbers import fmt
+from vbench.reporting.paper import table_names
 from vbench.reporting.plot import Curve, curve_chart
-from vbench.reporting.report import ReportTable, display_name, fmt, partner_of
+from vbench.reporting.report import ReportTable, partner_of
 from vbench.reporting.results import finished_results
 from vbench.robustness.corruptions import CORRUPTIONS
 from vbench.robustness.evaluate import KIND
@@ -67,7 +69,7 @@ def _suite_sections(suite_name: str, groups: list, by_run: dict[int, list], refe
     if reference and reference not in set(frame["backbone"]):
         raise VbenchError(f"reference backbone {reference!r} has no corruption results on {suite_name!r}; choose one "
                           f"of {', '.join(sorted(set(frame['backbone'])))}")
-    names = {g.backbone: display_name(g.paper_names, g.dataset, g.backbone) for g in groups}
+    names = dict(zip((g.backbone for g in groups), table_names(groups[0].dataset, [(g.paper_names, g.backbone) for g in groups])))
     records, accuracy_rows = [], []
     for group in groups:
         own = frame[frame["backbone"] == group.backbone]

@@ -14,12 +14,12 @@ import socket
 from dataclasses import dataclass, replace
 
 import submitit
+import torch
 
 from vbench.engine import plan
 from vbench.models.registry import load_all
 from vbench.slurm.queue import launch_record, release_dead_holders
 from vbench.store import opened
-import torch
 
 
 @dataclass(frozen=True)

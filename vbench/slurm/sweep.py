@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
+import submitit
+
 from vbench.engine import distributed
 from vbench.engine.plan import RunResult, plan_run
 from vbench.engine.runner import RunOptions, RunOutcome
@@ -37,7 +39,6 @@ from vbench.paths import PACKAGE_FOLDER
 from vbench.slurm.job import RunRequest, SweepTask
 from vbench.slurm.queue import RUNNING_STATES, job_states, launch_record, running_elsewhere, slurm_launched
 from vbench.store import check_url, display_url, open_store, opened
-import submitit
 
 DEFAULT_TIME = "4:00:00"
 MAX_REQUEUES = 10  # submitit's requeues of a task that timed out (preemptions do not count)

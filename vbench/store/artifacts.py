@@ -3,10 +3,10 @@ checkpoints (``vbench.store.checkpoint``), final weights (safetensors) and per-i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from vbench.errors import VbenchError
+from vbench.paths import atomic_path
 from vbench.store.checkpoint import Checkpoints
 from vbench.store.predictions import predictions_path as _predictions_file
 
@@ -26,14 +26,8 @@ def save_weights(path: Path, model) -> Path:
     # lazy: keeps `vbench --help` and `vbench list` fast
     from safetensors.torch import save_model
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path, sync=True) as temporary:
         save_model(model, str(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
 
 

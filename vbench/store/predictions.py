@@ -16,8 +16,6 @@ same split can be compared image by image.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vbench.errors import VbenchError
+from vbench.paths import atomic_path
 
 FORMAT_VERSION = 1
 TOP_K = 5
@@ -136,35 +135,11 @@ def _arrays(predictions: Predictions) -> dict[str, np.ndarray]:
 def save_predictions(path: str | Path, predictions: Predictions) -> Path:
     """Write ``predictions`` to ``path`` atomically: a reader sees the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     kind = "classification" if isinstance(predictions, ClassificationPredictions) else "segmentation"
     header = json.dumps({"format": FORMAT_VERSION, "kind": kind, "meta": predictions.meta}, sort_keys=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez_compressed(stream, header=np.array(header), **_arrays(predictions))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    with atomic_path(path, sync=True) as temporary, open(temporary, "wb") as stream:
+        np.savez_compressed(stream, header=np.array(header), **_arrays(predictions))
     return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def load_predictions(path: str | Path) -> Predictions:

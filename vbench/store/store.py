@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import (
     Text,
+    cast,
     create_engine,
     delete,
     inspect,
@@ -78,7 +79,6 @@ from vbench.store.schema import (
     run_precision,
     utcnow,
 )
-from sqlalchemy import cast
 
 T = TypeVar("T")
 
