@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Callable
@@ -27,3 +28,15 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warm
         sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """A benchmark's options: a bad one is one line on stderr and exit code 2, as everywhere in vbench."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def argument_parser(doc: str) -> ArgumentParser:
+    """The parser of the benchmark whose module docstring is ``doc``."""
+    return ArgumentParser(description=doc.splitlines()[0])

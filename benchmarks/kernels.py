@@ -43,9 +43,12 @@ import torch.nn as nn
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
-from _timing import sync  # noqa: E402
+from _timing import argument_parser, sync  # noqa: E402
 from vbench.backbones.large_kernel_attention import LKA, LSKA, SpatialAttentionMixer  # noqa: E402
 from vbench.backbones.lkca import LKCA  # noqa: E402
+
+from vbench.errors import VbenchError  # noqa: E402
+from vbench.parse import parse_list, positive_int  # noqa: E402
 
 KERNELS = (7, 11, 23, 35, 53)
 MIXERS = ("lka", "lska", "lkca-matrix", "lkca-conv")
@@ -63,7 +66,7 @@ def build_mixer(mixer: str, kernel: int, dim: int, grid: int) -> nn.Module:
         module = LKCA(dim, (kernel + 1) // 2, heads=1, view=mixer.split("-")[1])
         nn.init.normal_(module.kernel, std=0.02)  # zeros at init would make the backward trivial
         return module
-    raise SystemExit(f"unknown mixer {mixer!r}; choose from {', '.join(MIXERS)}")
+    raise VbenchError(f"unknown mixer {mixer!r}; choose from {', '.join(MIXERS)}")
 
 
 class OnGrid(nn.Module):
@@ -257,13 +260,15 @@ def write_outputs(rows: list[dict], output: Path, device: str) -> list[Path]:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--grid", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--kernels", type=lambda text: [int(k) for k in text.split(",")], default=list(KERNELS))
-    parser.add_argument("--mixers", type=lambda text: text.split(","), default=list(DEFAULT_MIXERS),
+    parser.add_argument("--kernels", type=lambda text: parse_list(text, "--kernels", positive_int, example="7,11,23"),
+                        default=list(KERNELS))
+    parser.add_argument("--mixers", type=lambda text: parse_list(text, "--mixers", choices=MIXERS, example="lka,lska"),
+                        default=list(DEFAULT_MIXERS),
                         help=f"comma-separated, from {', '.join(MIXERS)} (default: {', '.join(DEFAULT_MIXERS)})")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1: steadier on a shared machine)")
@@ -280,7 +285,7 @@ def main(argv=None) -> list[dict]:
         print(json.dumps(child_memory(args.child_memory[0], int(args.child_memory[1]), args)))
         return []
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no GPU here")
+        raise VbenchError("--device cuda: torch sees no GPU here; use --device cpu")
     rows = run(args)
     print_table(rows, args)
     for path in write_outputs(rows, args.output, args.device):

@@ -11,7 +11,6 @@ deleted). Wall and CPU seconds are printed: on a machine shared with other work,
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import resource
@@ -20,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import argument_parser  # noqa: E402
 from rich.console import Console
 from rich.table import Table
 
@@ -115,7 +115,7 @@ def time_build(db: Path, output: Path) -> tuple[float, float, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=10, help="step rows per run (per-epoch metrics)")
     parser.add_argument("--rounds", type=int, default=3)

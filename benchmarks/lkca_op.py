@@ -17,11 +17,9 @@ was lent when this was written); the matrix view is the GPU default because it i
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 import torch.nn.functional as F
-from _timing import median_ms
+from _timing import argument_parser, median_ms
 from vbench.backbones.lkca import lkca_conv, lkca_matrix
 
 WIDTHS = {"LKCA-T": (136, 8), "LKCA-B": (210, 10), "LKCA-L": (360, 8)}
@@ -46,7 +44,7 @@ def bench_width(dim: int, heads: int, batch: int, grid: int, device: torch.devic
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--grid", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)

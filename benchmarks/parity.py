@@ -15,6 +15,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from _timing import argument_parser  # noqa: E402
 from rich.console import Console
 from rich.table import Table
 
@@ -27,7 +28,7 @@ TARGET_POINTS = 1.0
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--suite", default="digits")
     parser.add_argument("--backbones", default="vit-0.5m,vit-0.5m-lkca")
     parser.add_argument("--seeds", default="0,1,2")

@@ -14,7 +14,6 @@ of augmented images equals it (minus the dropped last partial batch).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -25,6 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _timing import argument_parser  # noqa: E402
 
 from vbench.data.augment import BatchedPipeline  # noqa: E402
 from vbench.data.reference_pipeline import ReferencePipeline  # noqa: E402
@@ -43,7 +44,7 @@ def time_epoch(recipe, images: torch.Tensor, labels: torch.Tensor, device: torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--images", type=int, default=50_000, help="training images in the fake CIFAR-shaped split")
     parser.add_argument("--reference-images", type=int, default=None, help="fewer images for the slow reference pipeline")
     parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")

@@ -15,13 +15,12 @@ Python and torch included; those numbers say nothing about GPU speed. Not a test
 
 from __future__ import annotations
 
-import argparse
 import gc
 import multiprocessing
 import resource
 
 import torch
-from _timing import median_ms
+from _timing import argument_parser, median_ms
 from vbench.backbones.lkca import lkca_conv, lkca_matrix
 
 from vbench.models import registry
@@ -82,7 +81,7 @@ def operator_speed(grid: int, dim: int, batch: int, device: torch.device, repeat
 
 
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--crop", type=int, help="default 512 on a GPU, 128 on the CPU")
     parser.add_argument("--batch", type=int, help="default 8 on a GPU, 2 on the CPU")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from _timing import sync
+from _timing import argument_parser, sync
 from rich.console import Console
 from rich.table import Table
 from train_step import cifar_shaped, make_stepper, seconds_per_step
@@ -38,7 +38,7 @@ SETTINGS = {"fp32": (False, False), "bf16": (True, False), "compile": (False, Tr
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--backbones", default="vit-small,lkca-b,swin-t,resnet56-cifar")
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting and round")

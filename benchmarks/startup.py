@@ -6,12 +6,12 @@ slower than `python -c "import torch"`). Each command is a fresh process; interl
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
 import time
 
+from _timing import argument_parser  # noqa: E402
 from rich.console import Console
 from rich.table import Table
 
@@ -30,7 +30,7 @@ def seconds(command: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     for command in COMMANDS.values():  # warm the file cache and Python's bytecode cache first

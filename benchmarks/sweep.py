@@ -11,7 +11,6 @@ Uses the SLURM cluster of $SLURM_CONF and the PostgreSQL server of $VBENCH_TEST_
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
@@ -30,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 import services  # noqa: E402  (tests/services.py: the throwaway servers)
+from _timing import argument_parser  # noqa: E402
 from plugins import FAST, write_plugin  # noqa: E402
 
 
@@ -85,7 +85,7 @@ def job_started(log: str) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from _timing import sync
+from _timing import argument_parser, sync
 from rich.console import Console
 from rich.table import Table
 
@@ -39,7 +39,7 @@ from vbench.tasks.classification import ClassificationTask, cosine_schedule
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--backbone", default="vit-0.5m")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per path and round")
     parser.add_argument("--batch-size", type=int, default=128)

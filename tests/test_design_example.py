@@ -2,6 +2,7 @@
 lkca-t,swin-t` on the Tiny-ImageNet fixture (cut to one epoch of 100 images), then `vbench report`."""
 
 from cli import run_cli
+
 from vbench.data.fixtures import write_fixture
 
 

@@ -5,8 +5,8 @@ errors), and its bad inputs, atomic replacement and `--serve`."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -454,3 +454,39 @@ def test_the_generation_benchmark_runs(tmp_path):
     result = run_cli("bench", "leaderboard", "--runs", "100", "--steps", "2", "--rounds", "1")
     assert result.code == 0, result.err
     assert "vbench leaderboard on 100 runs" in result.out and "fresh" in result.out and "replace" in result.out
+
+
+HOSTILE_NAMES = ["<!--<script>", "</script><script>alert(1)</script>", "<b>bold</b>", '<a href="https://x">x</a>',
+                 "%{x} %{customdata[0]}", "a&amp;b", "\u2028line"]
+
+
+def test_every_page_parses_with_all_its_scripts_whatever_the_names_in_the_store(tmp_path):
+    """An HTML5 parser finds every script the site wrote, on every page, with hostile backbone and family names in
+    the store; Plotly gets those names escaped (it reads <b>, <a href> and entities in names and hover text)."""
+    import html5lib
+
+    from test_report import add_run
+
+    store = open_store(str(tmp_path / "runs.db"))
+    for seed, name in enumerate(HOSTILE_NAMES):
+        run_id = add_run(store, "cifar10", name, [name], 0, 80.0 + seed)
+        store.update_run(run_id, family=name)
+        store.replace_steps(run_id, [(1, {"top1": 80.0 + seed, "train_loss": 1.0})])
+    store.close()
+    assert run_cli("leaderboard", "--db", tmp_path / "runs.db", "--output", tmp_path / "site").code == 0
+    pages = sorted((tmp_path / "site").rglob("*.html"))
+    assert len(pages) >= len(HOSTILE_NAMES) + 2
+    for page in pages:
+        text = page.read_text()
+        written = len(re.findall(r"<script\b", text))
+        parsed = html5lib.parse(text, namespaceHTMLElements=False).findall(".//script")
+        assert len(parsed) == written, f"{page.name}: {written} scripts written, {len(parsed)} after an HTML5 parse"
+        for script in parsed:
+            if script.get("type") == "application/json":
+                json.loads(script.text)  # each data block is whole JSON
+    spec = json.loads(html5lib.parse((tmp_path / "site" / "index.html").read_text(), namespaceHTMLElements=False)
+                      .find(".//script[@id='suite-cifar10-params-spec']").text)
+    names = {trace["name"] for trace in spec["data"]}
+    assert "&lt;b&gt;bold&lt;/b&gt;" in names and "<b>bold</b>" not in names
+    shown = [row[1] for trace in spec["data"] for row in trace.get("customdata") or [] if len(row) > 1]
+    assert '&lt;a href="https://x"&gt;x&lt;/a&gt;' in shown and not any("<" in text for text in shown)

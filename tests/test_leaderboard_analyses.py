@@ -4,9 +4,9 @@ compared through the CLI, and checked in headless Chromium."""
 from __future__ import annotations
 
 import pytest
-
 from cli import run_cli
 from services import console_errors
+
 from vbench.data.fixtures import write_fixture
 
 TINY = ["--epochs", "1", "--batch-size", "10", "--limit", "20", "--set", "repeats=1", "--set", "autoaugment=none"]

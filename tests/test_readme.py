@@ -12,10 +12,10 @@ import io
 import json
 
 import pytest
-
 import readme
 from cli import REPO, run_cli
 from plugins import FAST
+
 from vbench.data.fixtures import write_fixture
 from vbench.store import open_store
 

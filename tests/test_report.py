@@ -10,11 +10,10 @@ import subprocess
 
 import pandas as pd
 import pytest
-
-from vbench.reporting.paper import table_names
+from cli import run_cli
 from scipy import stats
 
-from cli import run_cli
+from vbench.reporting.paper import table_names
 from vbench.store import open_store
 from vbench.suites import load_suite
 

@@ -7,9 +7,9 @@ import json
 
 import pandas as pd
 import pytest
-
 from cli import run_cli
 from plugins import FAST, write_plugin
+
 from vbench.data.fixtures import write_fixture
 from vbench.robustness.corruptions import CORRUPTIONS
 from vbench.robustness.fixtures import write_cifar_c

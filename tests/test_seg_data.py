@@ -7,8 +7,15 @@ from PIL import Image
 
 from vbench.errors import VbenchError
 from vbench.segmentation.ade20k import (
-    ADE20K, IGNORE_INDEX, InfiniteSampler, PipelineConfig, load_label, photometric_distortion, random_crop_box,
-    rescale_size, write_ade20k_fixture,
+    ADE20K,
+    IGNORE_INDEX,
+    InfiniteSampler,
+    PipelineConfig,
+    load_label,
+    photometric_distortion,
+    random_crop_box,
+    rescale_size,
+    write_ade20k_fixture,
 )
 
 TINY = PipelineConfig(crop_size=(32, 32), scale=(64, 32))

@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from vbench.segmentation.metrics import (SegmentationMetric, intersect_and_union, intersect_and_union_per_image,
-                                       scores_from_histograms)
+from vbench.segmentation.metrics import (
+    SegmentationMetric,
+    intersect_and_union,
+    intersect_and_union_per_image,
+    scores_from_histograms,
+)
 
 
 def scores_of(pred, label, num_classes):

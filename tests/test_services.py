@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
 from services import console_errors, serve_directory, wait_for
+
 from vbench.store import open_store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

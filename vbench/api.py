@@ -23,6 +23,7 @@ from vbench.suites import Suite, builtin_suites, load_suite
 
 # --- backbones and suites --------------------------------------------------------------------------
 def load_plugins(plugins: Iterable[str] = ()) -> None:
+    """Register the backbones of the built-in families, the entry points and each ``--plugin`` (file or module)."""
     registry.load_all(plugins)
 
 
@@ -35,6 +36,7 @@ def backbone_rows(patterns: str | None = None, family: str | None = None, task: 
 
 
 def spec_row(spec: registry.BackboneSpec, published: dict[str, float] | None = None) -> dict:
+    """One backbone's declaration as a row: name, aliases, family, tasks, paper names, the paper's params."""
     names = [spec.name, *spec.aliases]
     return {
         "name": spec.name, "aliases": list(spec.aliases), "family": spec.family, "tasks": list(spec.tasks),
@@ -60,6 +62,7 @@ def measure_rows(rows: list[dict], img_size: int, num_classes: int, task: str | 
 
 
 def suite_rows() -> list[dict]:
+    """One row per built-in suite: its task, data kind, image size, classes and schedule."""
     rows = []
     for name in builtin_suites():
         suite = load_suite(name)
@@ -70,11 +73,13 @@ def suite_rows() -> list[dict]:
 
 
 def schedule_length(suite: Suite) -> int:
+    """The suite's schedule in its step unit: epochs, or iterations."""
     recipe = suite.recipe
     return recipe.epochs if suite.task_info.step_unit == "epoch" else recipe.iterations
 
 
 def backbone_info(name: str, img_size: int, num_classes: int, task: str | None = None) -> dict:
+    """One backbone built at ``img_size`` for ``num_classes``: its contract, counts, published numbers, layers."""
     # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
     from vbench.models.measure import count_flops, count_params, layer_summary
 
@@ -159,8 +164,10 @@ def delete_run(store, run_id: int):
 
 
 def version_text() -> str:
+    """``vbench X.Y.Z``."""
     return f"vbench {__version__}"
 
 
 def dumps(value: Any) -> str:
+    """JSON as the commands print it (indented; dates and paths as text)."""
     return json.dumps(value, indent=2, default=str)

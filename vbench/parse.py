@@ -31,12 +31,13 @@ TYPE_WORDS = {int: "integers", float: "numbers", str: "names", non_negative_int:
 
 def parse_list(text: str | None, option: str, item: Callable[[str], T] = str, *, choices: Iterable[T] | None = None,
                accept: Callable[[T], bool] | None = None, requirement: str = "", example: str = "",
-               all_word: str | None = None, unique: bool = True) -> list[T]:
+               all_word: str | None = None, unique: bool = True, noun: str = "") -> list[T]:
     """The items of ``option``'s comma-separated ``text`` in the order given, each converted by ``item`` (a
     ``ValueError`` there means a bad item) and kept only if ``accept`` (when given) takes it and it is among
     ``choices`` (when given); ``all_word`` (``"all"``) stands for every choice. Empty items, items that do not
     convert, are not accepted or (with ``unique``) repeat, are one-line errors naming the option;
-    ``requirement`` says what the list must hold ("distinct non-negative integers")."""
+    ``requirement`` says what the list must hold ("distinct non-negative integers"), ``noun`` what an item is
+    ("corruption")."""
     hint = f" (for example {option} {example})" if example else ""
     raw = "" if text is None else str(text)
     parts = [part.strip() for part in raw.split(",")]
@@ -54,7 +55,8 @@ def parse_list(text: str | None, option: str, item: Callable[[str], T] = str, *,
         unknown = next((part for part, value in zip(parts, values) if value not in allowed), None)
         if unknown is not None:
             every = f"'{all_word}' or " if all_word else ""
-            raise VbenchError(f"{option}: unknown {unknown!r}; choose {every}from {', '.join(map(str, allowed))}")
+            what = f"{noun} {unknown!r}" if noun else repr(unknown)
+            raise VbenchError(f"{option}: unknown {what}; choose {every}from {', '.join(map(str, allowed))}")
     refused = accept is not None and not all(accept(value) for value in values)
     if refused or unique and len(set(values)) != len(values):
         must = requirement or ("distinct values" if unique else "valid values")

@@ -40,18 +40,58 @@ def cache_root() -> Path:
     return Path(base).expanduser()
 
 
-def writable_folder(path: Path) -> tuple[bool, Path]:
-    """Whether ``path``, or the nearest of its ancestors that exists, is a folder this process can write
-    into: (answer, that folder)."""
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself, or the nearest of its ancestors that exists."""
     existing = path
-    while not existing.exists():
+    while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK), existing
+    return existing
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``, tried for real (and removed): permission bits say nothing to
+    root, and nothing about /proc or a read-only mount."""
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".vbench-probe-")
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(probe)
+    return True
+
+
+def writable_folder(path: Path) -> tuple[bool, Path]:
+    """Whether ``path``, or the nearest of its ancestors that exists, is a folder this process can create files
+    in: (answer, that folder)."""
+    existing = nearest_existing(path)
+    return existing.is_dir() and _can_create_in(existing), existing
 
 
 def creatable(path: Path) -> tuple[bool, Path]:
     """Whether ``path`` can be created beside its siblings: (answer, its nearest existing ancestor)."""
     return writable_folder(path.parent)
+
+
+def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
+    """An output a command will write (a file, or a ``folder`` it fills), checked before any work starts, with
+    nothing written: one line naming ``option`` when it is of the wrong kind (a folder for a file, a file for a
+    folder, a file on its way) or cannot be created or written."""
+    if not str(path).strip():
+        raise VbenchError(f"{option} is empty; give a {'folder' if folder else 'file path'}")
+    target = Path(path).expanduser()
+    if folder and target.exists() and not target.is_dir():
+        raise VbenchError(f"{option} {str(path)!r} is a file; give a folder")
+    if not folder and target.is_dir():
+        raise VbenchError(f"{option} {str(path)!r} is a folder; give a file path")
+    existing = nearest_existing(target if folder else target.parent)
+    if not existing.is_dir():
+        raise VbenchError(f"{option} {str(path)!r}: {str(existing)!r} is a file, not a folder; give another path")
+    if not _can_create_in(existing):
+        raise VbenchError(f"{option} {str(path)!r} cannot be written: {str(existing)!r} is not a writable folder; "
+                          f"give a writable {option}")
+    if not folder and target.exists() and not os.access(target, os.W_OK):
+        raise VbenchError(f"{option} {str(path)!r} cannot be written; give a writable {option}")
+    return target
 
 
 def disk_full_message(folder: Path, needed: int | None = None) -> str:
@@ -98,8 +138,8 @@ def atomic_path(path: Path | str, *, sync: bool = False, needed: int | None = No
     os.close(handle)
     temporary = Path(name)
     try:
-        os.chmod(temporary, 0o666 & ~_umask())
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())  # after the write: a library may have made the file anew
         if sync:
             with open(temporary, "rb+") as stream:
                 os.fsync(stream.fileno())

@@ -22,8 +22,14 @@ HEADS = ("upernet", "fpn")
 PAPER_WARMUP_SHARE = 10  # the paper warms up for 10 of its 100 epochs
 
 
+# Every number of a recipe is finite and bounded (the suite loader's one check, vbench.suites.coerce): a field's
+# own ``max`` where it has one, else these, so that no value the size of a typo reaches a schedule or a tensor.
+INT_LIMIT = 2**31 - 1
+FLOAT_LIMIT = 1e9
+
+
 def spec(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **checks: Any):
-    """A recipe field with its checks: ``min=``, ``within=(low, high)``, ``choices=``, ``bookkeeping=``."""
+    """A recipe field with its checks: ``min=``, ``max=``, ``within=(low, high)``, ``choices=``, ``bookkeeping=``."""
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=checks)
     return field(default=default, metadata=checks)
@@ -67,17 +73,17 @@ class Recipe:
 class ClassificationRecipe(Recipe):
     """The paper's classification recipe (recipe.md); suites/_paper.toml holds its values."""
 
-    epochs: int = spec(100, min=1)
-    warmup_epochs: int = spec(10, min=0)
-    batch_size: int = spec(128, min=1)
+    epochs: int = spec(100, min=1, max=100_000)
+    warmup_epochs: int = spec(10, min=0, max=100_000)
+    batch_size: int = spec(128, min=1, max=1 << 20)
     optimizer: str = spec("adamw", choices=OPTIMIZERS)
-    lr: float = spec(1e-3, min=0)
-    min_lr: float = spec(1e-6, min=0)
-    weight_decay: float = spec(0.05, min=0)
+    lr: float = spec(1e-3, min=0, max=100)
+    min_lr: float = spec(1e-6, min=0, max=100)
+    weight_decay: float = spec(0.05, min=0, max=100)
     label_smoothing: float = spec(0.1, within=(0, 1))
     drop_path: float = spec(0.1, within=(0, 1))
-    repeats: int = spec(3, min=1)
-    crop_padding: int = spec(4, min=0)
+    repeats: int = spec(3, min=1, max=1000)
+    crop_padding: int = spec(4, min=0, max=4096)
     hflip: float = spec(0.5, within=(0, 1))
     autoaugment: str = spec("cifar10", choices=AUTOAUGMENT_POLICIES)
     augment_impl: str = spec("authors", choices=AUGMENT_IMPLS)  # the authors' trainer's ops, or torchvision's
@@ -87,9 +93,9 @@ class ClassificationRecipe(Recipe):
     erasing_aspect: float = spec(0.3, within=(0, 1))
     mix_prob: float = spec(0.5, within=(0, 1))
     switch_prob: float = spec(0.5, within=(0, 1))
-    mixup_alpha: float = spec(1.0, min=0)
-    cutmix_alpha: float = spec(1.0, min=0)
-    eval_batch_size: int = spec(256, min=1)
+    mixup_alpha: float = spec(1.0, min=0, max=1000)
+    cutmix_alpha: float = spec(1.0, min=0, max=1000)
+    eval_batch_size: int = spec(256, min=1, max=1 << 20)
     seed: int = spec(0, min=0, bookkeeping="the default of --seeds; each run's seed is a key column of its own")
 
     @classmethod
@@ -120,14 +126,14 @@ class OptimizerConfig:
     then poly decay ``(lr - min_lr) * (1 - t / T) ** power + min_lr``."""
 
     name: str = spec("adamw", choices=("adamw", "sgd"))
-    lr: float = spec(6e-5, min=0)
-    weight_decay: float = spec(0.01, min=0)
+    lr: float = spec(6e-5, min=0, max=100)
+    weight_decay: float = spec(0.01, min=0, max=100)
     betas: tuple[float, float] = spec((0.9, 0.999))
     momentum: float = spec(0.9, min=0)
-    warmup_iters: int = spec(1500, min=0)
+    warmup_iters: int = spec(1500, min=0, max=100_000_000)
     warmup_ratio: float = spec(1e-6, min=0)
     power: float = spec(1.0, min=0)
-    min_lr: float = spec(0.0, min=0)
+    min_lr: float = spec(0.0, min=0, max=100)
     no_decay_keys: tuple[str, ...] = spec(())  # parameters whose name holds one of these get no weight decay
     source: str = spec("", bookkeeping="the mmsegmentation config the values come from")
 
@@ -147,12 +153,12 @@ class SegmentationRecipe(Recipe):
     cat_max_ratio: float = spec(0.75, within=(0, 1))
     hflip: float = spec(0.5, within=(0, 1))
     photometric: bool = spec(True)
-    iterations: int = spec(20000, min=1)
+    iterations: int = spec(20000, min=1, max=100_000_000)
     eval_at: tuple[int, ...] = spec((2000, 4000, 8000, 10000, 16000, 20000))
-    batch_size: int = spec(16, min=1)
-    eval_batch_size: int = spec(1, min=1)
+    batch_size: int = spec(16, min=1, max=1 << 20)
+    eval_batch_size: int = spec(1, min=1, max=1 << 20)
     eval_limit: int = spec(0, min=0)  # evaluate on the first N validation images only (0: all)
-    num_workers: int = spec(4, min=0)
+    num_workers: int = spec(4, min=0, max=1024)
     seed: int = spec(0, min=0, bookkeeping="the default of --seeds; each run's seed is a key column of its own")
     aux_weight: float = spec(0.4, min=0)
     optimizer: dict[str, OptimizerConfig] = spec(factory=_default_optimizers)

@@ -14,6 +14,7 @@ that set it, so a bad value is one error naming the key and the file or flag it 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -26,10 +27,12 @@ import tomllib
 
 from vbench.errors import UnknownNameError, VbenchError
 from vbench.paths import bundled_folder
-from vbench.recipes import Recipe
+from vbench.recipes import FLOAT_LIMIT, INT_LIMIT, Recipe
 from vbench.tasks import TaskInfo, get_task
 
 SETTABLE_TOP_LEVEL = ("img_size",)
+MAX_IMG_SIZE = 8192
+MAX_CLASSES = 1_000_000
 CLI_OVERRIDES = ("epochs", "batch_size", "lr", "seed")  # recipe keys with a flag of their own
 
 
@@ -88,6 +91,10 @@ def resolve_suite_path(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        raise VbenchError(f"suite {str(path)!r} is a folder; give a built-in suite name ({', '.join(builtin_suites())}) "
+                          "or a suite file: a .toml naming the data (kind, root, img_size, num_classes, mean, std) and "
+                          "its [recipe] (README, \"Suites\")")
     if path.suffix == ".toml" or os.sep in name_or_path:
         raise VbenchError(f"suite file {str(path)!r} does not exist")
     raise UnknownNameError(f"unknown suite {name_or_path!r}; built-in suites: {', '.join(builtin_suites())} "
@@ -254,8 +261,11 @@ def _check_sizes(values: dict, task: TaskInfo, source) -> None:
     if values["img_size"] < 8 or values["img_size"] % (32 if task.name == "segmentation" else 1):
         rule = "a multiple of 32" if task.name == "segmentation" else "at least 8"
         raise VbenchError(f"{source('img_size')}: key 'img_size' must be {rule}, got {values['img_size']}")
-    if values["num_classes"] < 2:
-        raise VbenchError(f"{source('num_classes')}: key 'num_classes' must be at least 2, got {values['num_classes']}")
+    if values["img_size"] > MAX_IMG_SIZE:
+        raise VbenchError(f"{source('img_size')}: key 'img_size' must be at most {MAX_IMG_SIZE}, got {values['img_size']}")
+    if not 2 <= values["num_classes"] <= MAX_CLASSES:
+        raise VbenchError(f"{source('num_classes')}: key 'num_classes' must lie in [2, {MAX_CLASSES:,}], got "
+                          f"{values['num_classes']}")
     if min(values["std"]) <= 0:
         raise VbenchError(f"{source('std')}: key 'std' must hold three positive numbers")
 
@@ -292,15 +302,14 @@ def coerce_dataclass(table: dict, cls: type, source_of, prefix: str = "") -> Any
         if key not in fields:
             raise VbenchError(f"{source_of((key,))}: unknown key {prefix + key!r}; known keys: {', '.join(fields)}")
         where = f"{source_of((key,))}: key {prefix + key!r}"
-        values[key] = coerce(value, hints[key], where, lambda sub, k=key: source_of((k, *sub)), f"{prefix}{key}.")
-        problem = _check_problem(values[key], fields[key].metadata)
-        if problem:
-            raise VbenchError(f"{where} {problem}, got {value!r}")
+        values[key] = coerce(value, hints[key], where, lambda sub, k=key: source_of((k, *sub)), f"{prefix}{key}.",
+                             checks=fields[key].metadata)
     return cls(**values)
 
 
-def coerce(value: Any, hint: Any, where: str, source_of=None, prefix: str = "") -> Any:
-    """``value`` as the type ``hint`` (int, float, str, bool, tuple[...], dict[str, Dataclass], Optional)."""
+def coerce(value: Any, hint: Any, where: str, source_of=None, prefix: str = "", checks: Mapping[str, Any] = {}) -> Any:
+    """``value`` as the type ``hint`` (int, float, str, bool, tuple[...], dict[str, Dataclass], Optional), checked
+    against the field's ``checks``; every number finite and within the recipe's limits."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         kinds = [a for a in args if a is not type(None)]
@@ -319,9 +328,17 @@ def coerce(value: Any, hint: Any, where: str, source_of=None, prefix: str = "") 
         return {key: coerce_dataclass(item, element, lambda sub, k=key: source_of((k, *sub)), f"{prefix}{key}.")
                 if dataclasses.is_dataclass(element) else coerce(item, element, where) for key, item in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if not isinstance(value, hint) or (isinstance(value, bool) and hint is not bool):
         raise VbenchError(f"{where} must be {_TYPE_WORDS.get(hint, hint.__name__)}, got {_describe(value)}")
+    if hint is float and not math.isfinite(value):
+        raise VbenchError(f"{where} must be a finite number, got {value!r}")
+    problem = _check_problem(value, checks)
+    if problem:
+        raise VbenchError(f"{where} {problem}, got {value!r}")
+    if hint in (int, float) and abs(value) > (INT_LIMIT if hint is int else FLOAT_LIMIT):
+        limit = f"{INT_LIMIT:,}" if hint is int else f"{FLOAT_LIMIT:g}"
+        raise VbenchError(f"{where} must lie within ±{limit}, got {value!r}")
     return value
 
 
@@ -330,6 +347,8 @@ def _check_problem(value: Any, checks: Mapping[str, Any]) -> str | None:
         return f"must be one of {', '.join(map(str, checks['choices']))}"
     if "min" in checks and value < checks["min"]:
         return "must not be negative" if checks["min"] == 0 else f"must be at least {checks['min']}"
+    if "max" in checks and value > checks["max"]:
+        return f"must be at most {checks['max']:,}"
     if "within" in checks and not checks["within"][0] <= value <= checks["within"][1]:
         low, high = checks["within"]
         return f"must lie in [{low}, {high}]"

@@ -14,7 +14,7 @@ import typer
 from vbench.api import version_text
 from vbench.cli import bench, compare, db, evaluate, info, leaderboard, listing, plot, report, robustness, run, runs  # noqa: F401  (they register commands)
 from vbench.cli._common import app, err_console
-from vbench.errors import VbenchError
+from vbench.errors import VbenchError, one_line
 
 
 @app.callback(invoke_without_command=True)
@@ -64,15 +64,19 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Exception as exc:  # noqa: BLE001 - click usage errors carry their own exit code
         modules = _click_exception_modules()
         if isinstance(exc, tuple(module.ClickException for module in modules)):
-            exc.show()
+            if debug:
+                raise
+            command = getattr(getattr(exc, "ctx", None), "command_path", "vbench")
+            message = " ".join(exc.format_message().split())  # one line, whatever click wrapped
+            err_console.print(f"error: {message} (see `{command} --help`)", markup=False, highlight=False,
+                              soft_wrap=True)
             sys.exit(exc.exit_code)
         exits = tuple(getattr(module, "Exit", typer.Exit) for module in modules)
         if isinstance(exc, exits):
             sys.exit(exc.exit_code)
         if debug:
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        err_console.print(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)",
+        err_console.print(f"error: {one_line(exc)} (run with --debug for the traceback)",
                           markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     if isinstance(code, int) and code != 0:  # without standalone mode typer returns Ctrl-C's 130

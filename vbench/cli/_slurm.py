@@ -46,6 +46,11 @@ def slurm_settings(partition: Optional[str], time: Optional[str], gpus: int, cpu
                          allow_sqlite, wait)
 
 
+FLAGS = {"partition": "--slurm-partition", "time": "--slurm-time", "gpus_per_job": "--slurm-gpus-per-job",
+         "cpus_per_job": "--slurm-cpus-per-job", "mem": "--slurm-mem", "max_parallel": "--max-parallel",
+         "setup": "--slurm-setup", "options": "--slurm-option", "allow_sqlite": "--allow-sqlite", "wait": "--no-wait"}
+
+
 def check_launcher(launcher: str, settings) -> None:
     """``--launcher local`` takes no SLURM option: one given by mistake would silently do nothing."""
     # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
@@ -54,7 +59,8 @@ def check_launcher(launcher: str, settings) -> None:
     if launcher not in LAUNCHERS:
         raise VbenchError(f"unknown --launcher {launcher!r}; choose local or slurm")
     if launcher == "local" and settings != SlurmSettings():
-        raise VbenchError("the --slurm-*, --max-parallel, --allow-sqlite and --no-wait options need --launcher slurm")
+        given = [FLAGS[name] for name, value in vars(settings).items() if value != getattr(SlurmSettings(), name)]
+        raise VbenchError(f"{', '.join(given)}: SLURM options need --launcher slurm (--launcher local takes none)")
 
 
 def run_slurm(suite: str, backbones: str, seeds: Optional[str], *, db: Optional[str], overrides: dict, sets: list,

@@ -26,10 +26,10 @@ def bench_command(
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Run one of the speed benchmarks in benchmarks/ (extra arguments are passed to it)."""
+    if name not in available():  # a registered name only: never a path to some other script
+        raise VbenchError(f"unknown benchmark {name!r}; available: {', '.join(available()) or 'none'}")
     load_plugins(plugin)
     script = BENCHMARK_DIR / f"{name.replace('-', '_')}.py"
-    if not script.is_file():
-        raise VbenchError(f"unknown benchmark {name!r}; available: {', '.join(available()) or 'none'}")
     sys.argv = [str(script), *ctx.args]
     sys.path[:0] = [str(BENCHMARK_DIR), str(BENCHMARK_DIR.parent)]  # the scripts import _timing and backbones
     runpy.run_path(str(script), run_name="__main__")

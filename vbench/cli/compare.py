@@ -30,8 +30,8 @@ def compare_command(
     from vbench.store import opened
 
     check_format(fmt)
+    seed_list = parse_seeds(seeds, 0) if seeds is not None else None
     load_plugins(plugin)
-    seed_list = parse_seeds(seeds, 0) if seeds else None
     with opened(db) as store:
         check_suite_name(store, suite)
         names = [stored_backbone_name(store, name) for name in (a, b)]

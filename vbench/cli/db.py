@@ -34,6 +34,6 @@ def db_upgrade_command(db: Optional[str] = DbOption) -> None:
     # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.store import SCHEMA_VERSION, opened
 
-    with opened(db, write=True) as store:
+    with opened(db, write=True, create=False) as store:
         label = store.label
     console.print(f"{label}: schema version {SCHEMA_VERSION}", highlight=False)

@@ -20,7 +20,7 @@ from vbench.cli._common import (
     load_plugins,
 )
 from vbench.errors import VbenchError
-from vbench.paths import atomic_write
+from vbench.paths import atomic_write, check_output
 
 
 @app.command("report")
@@ -44,6 +44,8 @@ def report_command(
     from vbench.store import opened
 
     check_format(fmt)
+    if output is not None:
+        check_output(output, "--output")
     if compare not in (None, "paper"):
         raise VbenchError(f"unknown --compare {compare!r}; the only comparison is `--compare paper`")
     load_plugins(plugin)
@@ -63,7 +65,7 @@ def report_command(
             report = build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper",
                                   eval_only=eval_only)
     text = render(report, fmt)
-    if output:
+    if output is not None:
         write_text(output, text)
         err_console.print(f"wrote {output}", highlight=False)
     else:

@@ -12,6 +12,7 @@ from rich.table import Table
 from vbench.api import check_suite_name, delete_run, stored_backbone_names
 from vbench.cli._common import BackboneFilter, DbOption, FamilyFilter, SuiteFilter, app, console, number, wide_for_files
 from vbench.errors import VbenchError
+from vbench.paths import check_output
 from vbench.recipes import flatten, value_text
 from vbench.tasks import get_task
 
@@ -98,7 +99,7 @@ def runs_rm_command(
     # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.store import opened
 
-    with opened(db or (ctx.obj or {}).get("db"), write=True) as store:
+    with opened(db if db is not None else (ctx.obj or {}).get("db"), write=True) as store:
         run = delete_run(store, run_id)
     console.print(f"deleted run {run_id} ({run.suite}, {run.backbone}, seed {run.seed}, {run.status})", highlight=False)
 
@@ -115,7 +116,7 @@ def runs_show_command(
     from vbench.reporting.run_details import get_run, run_record
     from vbench.store import opened
 
-    with opened(db or (ctx.obj or {}).get("db")) as store:
+    with opened(db if db is not None else (ctx.obj or {}).get("db")) as store:
         record = run_record(store, get_run(store, run_id))
     if as_json:
         print(json.dumps(record, indent=2))
@@ -210,7 +211,8 @@ def runs_export_command(
 
     if (run_id is None) == (suite is None):
         raise VbenchError("give a run id or --suite (every finished run of that suite), not both")
-    with opened(db or (ctx.obj or {}).get("db")) as store:
+    check_output(output, "--output", folder=True)
+    with opened(db if db is not None else (ctx.obj or {}).get("db")) as store:
         if run_id is not None:
             runs = [get_run(store, run_id)]
         else:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +22,7 @@ from vbench.data.digits import load_digits_split
 from vbench.data.smoke import generate_smoke
 from vbench.errors import VbenchError
 from vbench.paths import atomic_path, default_data_root
+from vbench.store.files import load_torch
 
 if TYPE_CHECKING:  # the suite is passed in; data sits below the suite loader
     from vbench.suites import Suite
@@ -67,9 +66,11 @@ class Dataset:
 
 def load_dataset(suite: Suite, data_root: str | Path | None = None, download: bool = False,
                  limit: int | None = None) -> Dataset:
-    """Both splits; ``limit`` keeps the first ``limit`` images of each (a quick debug run)."""
-    train = _load(suite, "train", data_root, download)
-    test = _load(suite, "test", data_root, download)
+    """Both splits; ``limit`` keeps the first ``limit`` images of each (a quick debug run). Every split is found
+    and checked before any is decoded or cached, so bad data writes nothing."""
+    listings = {split: _listing(suite, split, data_root, download) for split in SPLITS}
+    train = _load(suite, "train", data_root, listing=listings["train"])
+    test = _load(suite, "test", data_root, listing=listings["test"])
     keep = slice(None) if limit is None else slice(0, limit)
     root = None if suite.kind in GENERATED_KINDS else str(_root(suite, data_root))
     return Dataset(train[0][keep], train[1][keep], test[0][keep], test[1][keep], root,
@@ -104,11 +105,51 @@ def _content_fingerprint(*tensors: torch.Tensor) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load(suite: Suite, split: str, data_root=None, download: bool = False,
-          cache_dir=None) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(images, labels, fingerprint of the source files) of one split."""
+@dataclass(frozen=True)
+class Listing:
+    """Where a split's images are: the files its fingerprint covers, and the image files with their labels (None
+    for the releases torchvision decodes)."""
+
+    root: Path
+    sources: list
+    paths: list | None = None
+    labels: list | None = None
+
+
+def _listing(suite: Suite, split: str, data_root=None, download: bool = False) -> Listing | None:
+    """The split's files, found and checked (downloaded first with ``download``); None for the kinds generated
+    or bundled in memory."""
     if split not in SPLITS:
         raise VbenchError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if suite.kind in GENERATED_KINDS:
+        return None
+    if suite.kind not in _TORCHVISION_KINDS + _FILE_KINDS:
+        raise VbenchError(f"suite {suite.name!r}: no loader for dataset kind {suite.kind!r}")
+    if suite.kind in _TORCHVISION_KINDS and suite.img_size != 32:
+        raise VbenchError(f"suite {suite.name!r}: {suite.kind} images are 32x32, the suite says img_size = {suite.img_size}")
+    root = _root(suite, data_root)
+    if download:
+        _download(suite, root, split)
+    if suite.kind in _TORCHVISION_KINDS:
+        for path in torchvision_sets.all_files(suite.kind, root):
+            if not path.is_file():
+                raise VbenchError(torchvision_sets.missing_message(suite.kind, root, path))
+        return Listing(root, torchvision_sets.source_files(suite.kind, root, split))
+    list_files = folders.tiny_imagenet_files if suite.kind == "tiny-imagenet" else folders.image_folder_files
+    paths, file_labels = list_files(root, split, suite.num_classes)
+    return Listing(root, paths, paths, file_labels)
+
+
+def _load(suite: Suite, split: str, data_root=None, download: bool = False,
+          cache_dir=None, listing: Listing | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(images, labels, fingerprint of the source files) of one split."""
+    images, labels, fingerprint = _images_and_labels(suite, split, data_root, download, cache_dir, listing)
+    check_labels(suite, split, labels)
+    return images, labels, fingerprint
+
+
+def _images_and_labels(suite: Suite, split: str, data_root, download: bool, cache_dir,
+                       listing: Listing | None) -> tuple[torch.Tensor, torch.Tensor, str]:
     if suite.kind == "smoke":
         images, labels = generate_smoke(split, img_size=suite.img_size)
         return images, labels, _content_fingerprint(images, labels)
@@ -117,37 +158,31 @@ def _load(suite: Suite, split: str, data_root=None, download: bool = False,
             raise VbenchError(f"suite {suite.name!r}: digits images are 8x8, the suite says img_size = {suite.img_size}")
         images, labels = load_digits_split(split)
         return images, labels, _content_fingerprint(images, labels)
-    if suite.kind not in _TORCHVISION_KINDS + _FILE_KINDS:
-        raise VbenchError(f"suite {suite.name!r}: no loader for dataset kind {suite.kind!r}")
-    if suite.kind in _TORCHVISION_KINDS and suite.img_size != 32:
-        raise VbenchError(f"suite {suite.name!r}: {suite.kind} images are 32x32, the suite says img_size = {suite.img_size}")
-    root = _root(suite, data_root)
-
-    if download:
-        _download(suite, root, split)
-    if suite.kind in _TORCHVISION_KINDS:
-        for path in torchvision_sets.all_files(suite.kind, root):
-            if not path.is_file():
-                raise VbenchError(torchvision_sets.missing_message(suite.kind, root, path))
-        sources = torchvision_sets.source_files(suite.kind, root, split)
-        paths, file_labels = None, None
-    else:
-        list_files = folders.tiny_imagenet_files if suite.kind == "tiny-imagenet" else folders.image_folder_files
-        paths, file_labels = list_files(root, split, suite.num_classes)
-        sources = paths
-
-    fingerprint = source_fingerprint(sources, root)
-    cache_file = _cache_path(suite, split, root, fingerprint, cache_dir)
+    listing = listing or _listing(suite, split, data_root, download)
+    fingerprint = source_fingerprint(listing.sources, listing.root)
+    cache_file = _cache_path(suite, split, listing.root, fingerprint, cache_dir)
     cached = read_cache(cache_file)
     if cached is not None:
         return (*cached, fingerprint)
-    if paths is None:
-        images, labels = torchvision_sets.decode(suite.kind, root, split, suite.num_classes)
+    if listing.paths is None:
+        images, labels = torchvision_sets.decode(suite.kind, listing.root, split, suite.num_classes)
     else:
-        images = _decode_with_progress(paths, suite.img_size, f"decoding {suite.name} {split}")
-        labels = torch.tensor(file_labels, dtype=torch.int64)
+        images = _decode_with_progress(listing.paths, suite.img_size, f"decoding {suite.name} {split}")
+        labels = torch.tensor(listing.labels, dtype=torch.int64)
+    check_labels(suite, split, labels)  # before a cache of a mislabelled split is written
     write_cache(cache_file, images, labels)
     return images, labels, fingerprint
+
+
+def check_labels(suite: Suite, split: str, labels: torch.Tensor) -> None:
+    """Every label a class of the suite: 0 <= label < num_classes, for every kind of data."""
+    if not labels.numel():
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= suite.num_classes:
+        raise VbenchError(f"suite {suite.name!r}: its {split} split holds label {low if low < 0 else high}, but the "
+                          f"suite says num_classes = {suite.num_classes}; set num_classes to the data's classes "
+                          f"({high + 1} or more)")
 
 
 def _download(suite: Suite, root: Path, split: str) -> None:
@@ -191,7 +226,7 @@ def read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     if not path.is_file():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_torch(path)
         images, labels = blob["images"], blob["labels"]
     except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
         return None

@@ -354,8 +354,8 @@ class BatchedPipeline:
         budget = (16384 if self.device.type == "cuda" else 2048) * 1024 // pixels
         self.chunk_batches = max(1, (chunk_images or budget) // self.recipe.batch_size)
         # On CPU the augmentation is many small ops (one per group of images); OpenMP's fork/join per op
-        # costs more than a second thread gains, badly so on a busy machine (measured 6x slower with 2
-        # threads than with 1 on a loaded 2-core box). The setting is restored before each batch is yielded.
+        # costs more than a second thread gains, badly so on a busy machine (`vbench bench pipeline` times the
+        # pipeline; README, "Benchmarks"). The setting is restored before each batch is yielded.
         self.cpu_threads = cpu_threads if self.device.type == "cpu" else None
 
     def steps_per_epoch(self, num_train: int) -> int:

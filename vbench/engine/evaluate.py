@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +26,9 @@ from timm.models import load_state_dict
 from vbench.engine.plan import absolute_data_root
 from vbench.engine.rows import run_row, run_settings
 from vbench.engine.runner import Runner, RunOptions
-from vbench.errors import VbenchError
+from vbench.errors import VbenchError, one_line
 from vbench.models import registry
-from vbench.paths import atomic_write
+from vbench.paths import atomic_write, check_output
 from vbench.store import check_url, opened, utcnow
 from vbench.store.artifacts import predictions_path, weights_path
 from vbench.store.checkpoint import Checkpoints
@@ -87,11 +86,10 @@ def source_of_file(checkpoint: str) -> EvalSource:
 
 def load_into(model, source: EvalSource, backbone: str) -> None:
     """Strictly: keys that are missing, unexpected or of another shape are one error naming the first few."""
-    try:
-        state = load_state_dict(str(source.weights), use_ema=False)
+    try:  # timm's reader of safetensors and torch files, torch files with weights_only: no code from the file runs
+        state = load_state_dict(str(source.weights), use_ema=False, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - not a torch or safetensors file, or pickled objects
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else "unreadable"
-        raise VbenchError(f"cannot read the weights {source.weights}: {type(exc).__name__}: {reason}") from None
+        raise VbenchError(f"cannot read the weights {source.weights}: {one_line(exc, 160)}") from None
     expected = model.state_dict()
     problems = {
         "missing": [key for key in expected if key not in state],
@@ -126,8 +124,8 @@ def evaluate_weights(suite: str | None, backbones: str | None, *, checkpoint: st
         source = source_of_file(checkpoint)
     if not suite or not backbones:
         raise VbenchError("--checkpoint needs --suite and --backbones (the model the weights belong to)")
-    if results_file:
-        _check_writable(results_file)
+    if results_file is not None:
+        check_output(results_file, "--results-file")
     the_suite = load_suite(suite, overrides={"data_root": options.data_root}, sets=sets)
     if source.run is not None and source.run.recipe:
         the_suite = the_suite.with_recipe(**{**source.run.recipe, **_set_keys(the_suite, sets)})
@@ -153,7 +151,7 @@ def evaluate_weights(suite: str | None, backbones: str | None, *, checkpoint: st
         label = store.label
     result = EvalResult(the_suite, spec.name, run_id_new, source, dict(evaluation.metrics), size, data, label, seconds)
     result.record = results_record(result)
-    if results_file:
+    if results_file is not None:
         write_json(results_file, result.record)
     return result
 
@@ -202,12 +200,6 @@ def results_record(result: EvalResult) -> dict:
             "img_size": result.suite.img_size, "num_classes": result.suite.num_classes,
             "data_id": result.data.identity, "images": result.data.sizes.get("test"),
             "recipe_hash": result.suite.recipe.key_hash(), "seconds": result.seconds, "store": result.store_label}
-
-
-def _check_writable(path: str) -> None:
-    folder = Path(path).expanduser().resolve().parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise VbenchError(f"--results-file {path!r}: {str(folder)!r} is not a writable folder")
 
 
 def write_json(path: str, value: dict) -> None:

@@ -57,9 +57,9 @@ class Precision:
         return torch.autocast(self.device_type, dtype=torch.bfloat16 if self.name == "bf16" else torch.float16)
 
     def attention(self):
-        """The attention kernels for training: on the CPU in bf16, the math path. The fused (flash) kernel's
-        bf16 backward took 76% of a ViT-Small step there and made bf16 1.8x slower than fp32; the math
-        path runs on the bf16 matmuls (AMX) instead. Results are equal up to bf16 rounding either way."""
+        """The attention kernels for training: on the CPU in bf16, the math path, which runs on the bf16 matmuls
+        (AMX), instead of the fused kernel, whose bf16 backward dominated a ViT-Small step (the figures, with the
+        machine they were measured on: README, "Speed on the CPU"). Results are equal up to bf16 rounding."""
         if self.name == "bf16" and self.device_type == "cpu":
             return sdpa_kernel([SDPBackend.MATH])
         return nullcontext()

@@ -298,9 +298,13 @@ class Runner:
         if not self.dist.is_main:
             outcome.status = "done"
             return
-        save_weights(weights_path(self.store, run_id), model)
+        weights = save_weights(weights_path(self.store, run_id), model)
         evaluation.predictions.meta.update(_key_dict(key), run_id=run_id, task=self.info.name)
-        save_predictions(predictions_path(self.store, run_id), evaluation.predictions)
+        try:
+            save_predictions(predictions_path(self.store, run_id), evaluation.predictions)
+        except BaseException:  # a failed run keeps no final files
+            weights.unlink(missing_ok=True)
+            raise
         final = totals.history[-1][1]
         metrics = {m.name: final[m.name] for m in self.info.metrics if m.name in final}
         outcome.metrics = metrics

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vbench.errors import VbenchError
-from vbench.paths import writable_folder
+from vbench.paths import check_output
 
 INSTALL_HINT = "pip install 'vbench[tensorboard]' (or pip install tensorboard)"
 
@@ -22,11 +22,7 @@ def check_log_dir(folder: str) -> Path:
         import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
     except ImportError:
         raise VbenchError(f"--tensorboard needs the tensorboard package; {INSTALL_HINT}") from None
-    path = Path(folder).expanduser()
-    can_write, ancestor = writable_folder(path)
-    if not can_write:
-        raise VbenchError(f"--tensorboard {folder!r} cannot be written ({str(ancestor)!r} is not a writable folder)")
-    return path
+    return check_output(folder, "--tensorboard", folder=True)
 
 
 def _safe(name: str) -> str:

@@ -4,6 +4,7 @@ a site writes one chart per run, and building a validated figure object costs mi
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from typing import Iterable
@@ -51,11 +52,17 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+def plotly_text(value) -> str:
+    """Text that Plotly shows as given: it reads <b>, <i>, <a href> and entities in names, titles and hover text,
+    so names from the store are HTML-escaped (Plotly shows &lt; as <)."""
+    return html.escape(str(value), quote=False)
+
+
 def _layout(title: str, x_title: str, y_title: str, log_x: bool = True) -> dict:
     return {
-        "title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
-        "xaxis": {"title": {"text": x_title}, "type": "log" if log_x else "linear", "zeroline": False},
-        "yaxis": {"title": {"text": y_title}, "zeroline": False},
+        "title": {"text": plotly_text(title), "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
+        "xaxis": {"title": {"text": plotly_text(x_title)}, "type": "log" if log_x else "linear", "zeroline": False},
+        "yaxis": {"title": {"text": plotly_text(y_title)}, "zeroline": False},
         "height": 400, "margin": {"l": 56, "r": 16, "t": 40, "b": 40}, "hovermode": "closest",
         "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top", "font": {"size": 10}},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "#fbfbfb",
@@ -63,7 +70,7 @@ def _layout(title: str, x_title: str, y_title: str, log_x: bool = True) -> dict:
 
 
 def _no_data(layout: dict, text: str) -> dict:
-    layout["annotations"] = [{"text": text, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5,
+    layout["annotations"] = [{"text": plotly_text(text), "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5,
                               "y": 0.5, "font": {"color": "#777"}}]
     layout["xaxis"]["type"] = "linear"
     return layout
@@ -80,17 +87,17 @@ def metric_chart(title: str, records: list[dict], axis: Axis, y_key: str, y_labe
     for family, color in colors.items():
         rows = [r for r in measured if (r.get("family") or "other") == family]
         traces.append({
-            "type": "scatter", "mode": "markers", "name": family, "x": [r[axis.key] for r in rows],
+            "type": "scatter", "mode": "markers", "name": plotly_text(family), "x": [r[axis.key] for r in rows],
             "y": [r[y_key] for r in rows],
             "error_y": {"type": "data", "array": [r.get(std_key) or 0 for r in rows] if std_key else [],
                         "visible": bool(std_key), "thickness": 1, "width": 3},
             "marker": {"color": color, "size": 9, "line": {"width": 1, "color": "#fff"}},
-            "customdata": [[r["model"], r["backbone"], ", ".join(str(s) for s in r.get("seeds") or []),
-                            (r.get("recipe_hash") or "")[:8],
+            "customdata": [[plotly_text(r["model"]), plotly_text(r["backbone"]),
+                            ", ".join(str(s) for s in r.get("seeds") or []), plotly_text((r.get("recipe_hash") or "")[:8]),
                             f"± {r[std_key]:.2f}" if std_key and r.get(std_key) is not None else "",
                             r.get("n", "")] for r in rows],
-            "hovertemplate": ("<b>%{customdata[0]}</b> (%{customdata[1]})<br>" + y_label + " %{y:.2f}"
-                              + " %{customdata[4]}<br>" + axis.title + " %{x:.4g}<br>"
+            "hovertemplate": ("<b>%{customdata[0]}</b> (%{customdata[1]})<br>" + plotly_text(y_label) + " %{y:.2f}"
+                              + " %{customdata[4]}<br>" + plotly_text(axis.title) + " %{x:.4g}<br>"
                               "seeds %{customdata[2]} (n=%{customdata[5]})<br>recipe %{customdata[3]}<extra></extra>"),
         })
     sign = 1 if higher_is_better else -1  # the front of a metric to lower (an error) is that of its negation
@@ -104,9 +111,9 @@ def metric_chart(title: str, records: list[dict], axis: Axis, y_key: str, y_labe
     if published:
         traces.append({
             "type": "scatter", "mode": "markers", "name": "paper", "x": [p[axis.paper_key] for p in published],
-            "y": [p["acc"] for p in published], "customdata": [[p["model"]] for p in published],
+            "y": [p["acc"] for p in published], "customdata": [[plotly_text(p["model"])] for p in published],
             "marker": {"symbol": "circle-open", "size": 9, "color": PAPER_COLOR, "line": {"width": 1.5}},
-            "hovertemplate": "<b>%{customdata[0]}</b> (paper)<br>" + y_label + " %{y:.2f}<extra></extra>",
+            "hovertemplate": "<b>%{customdata[0]}</b> (paper)<br>" + plotly_text(y_label) + " %{y:.2f}<extra></extra>",
         })
     layout = _layout(title, axis.title, f"{y_label} ({unit})" if unit else y_label)
     if not measured:
@@ -125,22 +132,23 @@ def miou_chart(title: str, records: list[dict], paper_rows: list[dict]) -> dict:
         color = PALETTE[index % len(PALETTE)]
         points = sorted(points, key=lambda r: r["iteration"])
         traces.append({
-            "type": "scatter", "mode": "lines+markers", "name": f"{model} {head}",
+            "type": "scatter", "mode": "lines+markers", "name": plotly_text(f"{model} {head}"),
             "x": [p["iteration"] for p in points], "y": [p["mIoU"] for p in points],
             "line": {"color": color}, "marker": {"color": color, "size": 7},
-            "customdata": [[p["backbone"], ", ".join(str(s) for s in p["seeds"]), p["recipe_hash"][:8], p["n"]]
-                           for p in points],
-            "hovertemplate": (f"<b>{model} {head}</b> (%{{customdata[0]}})<br>mIoU %{{y:.2f}} at iteration %{{x}}"
+            "customdata": [[plotly_text(p["backbone"]), ", ".join(str(s) for s in p["seeds"]),
+                            plotly_text(p["recipe_hash"][:8]), p["n"], plotly_text(f"{model} {head}")] for p in points],
+            "hovertemplate": ("<b>%{customdata[4]}</b> (%{customdata[0]})<br>mIoU %{y:.2f} at iteration %{x}"
                               "<br>seeds %{customdata[1]} (n=%{customdata[3]})<br>recipe %{customdata[2]}"
                               "<extra></extra>"),
         })
         published = [p for p in paper_rows if p["model"].lower() == model.lower() and p["head"].lower() == head.lower()]
         if published:
             traces.append({
-                "type": "scatter", "mode": "markers", "name": f"{model} {head} (paper)",
+                "type": "scatter", "mode": "markers", "name": plotly_text(f"{model} {head} (paper)"),
                 "x": [p["iterations"] for p in published], "y": [p["mIoU"] for p in published],
                 "marker": {"symbol": "circle-open", "size": 10, "color": color, "line": {"width": 2}},
-                "hovertemplate": f"<b>{model} {head}</b> (paper)<br>mIoU %{{y:.2f}} at iteration %{{x}}<extra></extra>",
+                "customdata": [[plotly_text(f"{model} {head}")] for _ in published],
+                "hovertemplate": "<b>%{customdata[0]}</b> (paper)<br>mIoU %{y:.2f} at iteration %{x}<extra></extra>",
             })
     layout = _layout(title, "iterations", "mIoU (%)", log_x=False)
     if not traces:

@@ -173,12 +173,28 @@ def _nav_link(href: str, title: str, current: bool) -> str:
 
 
 # --- charts --------------------------------------------------------------------------------------------
+# JSON inside a <script> block: `<`, `>` and `&` as JSON escapes, so that no string in it (a backbone named
+# "<!--<script>" or "</script>") can open a comment or end the script in an HTML5 parse; U+2028/2029 as well,
+# which older JavaScript parsers take for line ends.
+SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def script_json(text: str) -> Markup:
+    """JSON text made safe to stand inside ``<script type="application/json">`` (the one escaper of every page)."""
+    return Markup(text.translate(SCRIPT_ESCAPES))
+
+
+def json_script(element_id: str, text: str) -> Markup:
+    """``<script type="application/json" id=...>`` holding the JSON ``text``."""
+    return Markup('<script type="application/json" id="{}">').format(element_id) + script_json(text) \
+        + Markup("</script>")
+
+
 def chart_html(key: str, spec: dict, css: str = "chart") -> Markup:
-    """A chart's element and its spec as JSON (``</`` escaped, so no string in it can end the script)."""
-    payload = json.dumps(spec, separators=(",", ":"), allow_nan=False, default=_plain).replace("</", "<\\/")
-    return Markup('<div class="{css}" id="{key}" data-spec="{key}-spec"></div>'
-                  '<script type="application/json" id="{key}-spec">').format(css=css, key=key) \
-        + Markup(payload) + Markup("</script>")
+    """A chart's element and its spec as JSON."""
+    payload = json.dumps(spec, separators=(",", ":"), allow_nan=False, default=_plain)
+    return Markup('<div class="{css}" id="{key}" data-spec="{key}-spec"></div>').format(css=css, key=key) \
+        + json_script(f"{key}-spec", payload)
 
 
 def _plain(value):

@@ -28,6 +28,7 @@ from vbench.leaderboard.html import (
     environment,
     flatten,
     frame,
+    json_script,
     number_cell,
     pairs_html,
     params_cell,
@@ -115,8 +116,7 @@ def curve_payload(run, steps_json: list[tuple[int, str]], layouts: dict) -> Mark
         layouts[unit] = json.dumps(charts.learning_curve_layout(unit), separators=(",", ":"))
     left = json.dumps([*task_metric_names(run.task, run.metrics), "train_acc"])
     payload = f'{{"unit":{json.dumps(unit)},"left":{left},"layout":{layouts[unit]},"rows":[{rows}]}}'
-    return Markup('<script type="application/json" id="curve-data">') + Markup(payload.replace("</", "<\\/")) \
-        + Markup("</script>")
+    return json_script("curve-data", payload)
 
 
 def _finite_json(text: str | None) -> str:

@@ -213,8 +213,9 @@ def build_site(store, output: str | Path, suite: str | None = None, backbones: l
 
 @contextlib.contextmanager
 def _no_automatic_gc() -> Iterator[None]:
-    """Reading 10,000 runs allocates millions of objects, and the cyclic collector's passes over them took a
-    third of the time; nothing here makes reference cycles that must be freed before the end."""
+    """Reading 10,000 runs allocates millions of objects, and the cyclic collector's passes over them are a
+    large share of the time (`vbench bench leaderboard`); nothing here makes reference cycles that must be freed
+    before the end."""
     enabled = gc.isenabled()
     gc.disable()
     try:

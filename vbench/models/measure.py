@@ -23,7 +23,7 @@ from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 
 from vbench import __version__
-from vbench.errors import VbenchError
+from vbench.errors import VbenchError, one_line
 from vbench.models.paper_flops import count_flops_paper  # noqa: F401  (re-exported: the paper's counter)
 from vbench.paths import atomic_write, cache_root
 
@@ -155,8 +155,7 @@ def cached_measurement(spec, task: str, img_size: int, num_classes: int) -> dict
         except VbenchError as exc:
             cache[key] = {**UNMEASURED, "error": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a model that fails at this size is listed with the reason
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            cache[key] = {**UNMEASURED, "error": f"{spec.name} fails at {img_size}x{img_size}: {type(exc).__name__}: {first}"}
+            cache[key] = {**UNMEASURED, "error": f"{spec.name} fails at {img_size}x{img_size}: {one_line(exc)}"}
         _write_json(path, cache)
     return dict(cache[key])
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.metadata
 import io
 import warnings
-from importlib.metadata import version
 from typing import Any, Callable
 
 import torch
@@ -114,7 +114,7 @@ def _use_lkca_conv_view(model: nn.Module) -> None:
 
 def _require_paper_ptflops() -> None:
     """Other ptflops releases count otherwise (see the module docstring): refuse them."""
-    installed = version("ptflops")
+    installed = importlib.metadata.version("ptflops")
     release = tuple(int(part) if part.isdigit() else -1 for part in installed.split("."))
     if not (0, 7, 1, 2) <= release < (0, 7, 2):
         raise VbenchError(f"ptflops {installed} is installed, but the paper's counter is ptflops{PTFLOPS_REQUIREMENT}; "

@@ -27,12 +27,13 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from vbench.errors import UnknownNameError, VbenchError
+from vbench.errors import UnknownNameError, VbenchError, first_line
 from vbench.registry import DuplicateNameError, Registry, run_plugin
 
 ENTRY_POINT_GROUP = "vbench.backbones"
@@ -148,14 +149,10 @@ def register_backbone(
         _declare(name, dict(family=family, paper_names=paper_names, aliases=aliases, in_paper=in_paper,
                             task=task, accepts=accepts, features=features, recipe_kind=recipe_kind),
                  module=builder.__module__, function=builder.__name__,
-                 summary=_first_line(inspect.getdoc(builder)), builder=builder)
+                 summary=first_line(inspect.getdoc(builder)), builder=builder)
         return builder
 
     return decorate
-
-
-def _first_line(doc: str | None) -> str:
-    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
 
 
 def _declare(name: str, options: dict, module: str, function: str, summary: str, builder: Builder | None) -> None:
@@ -277,7 +274,7 @@ def _declarations(source: str) -> list[tuple[str, dict, str, str]]:
             if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "register_backbone":
                 name = _literal(decorator.args[0], constants)
                 options = {k.arg: _literal(k.value, constants) for k in decorator.keywords}
-                found.append((name, options, node.name, _first_line(ast.get_docstring(node))))
+                found.append((name, options, node.name, first_line(ast.get_docstring(node))))
     return found
 
 
@@ -311,9 +308,10 @@ def load_plugin(path_or_module: str) -> None:
     """Import a plugin given as a ``.py`` file path or an importable module name."""
     load_builtin_backbones()
     path = Path(path_or_module)
-    if path.suffix == ".py" or path.exists():
-        if not path.is_file():
-            raise VbenchError(f"plugin file {str(path)!r} does not exist; give a .py file or an importable module")
+    if path.suffix == ".py" or path.exists() or os.sep in path_or_module or not path_or_module.strip():
+        if not path.is_file() or path.suffix != ".py":
+            what = "is not a .py file" if path.exists() else "does not exist"
+            raise VbenchError(f"--plugin {path_or_module!r} {what}; give a .py file or an importable module")
         digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
         module_name = f"vbench_plugin_{path.stem}_{digest}"
         if module_name in sys.modules:
@@ -327,7 +325,11 @@ def load_plugin(path_or_module: str) -> None:
             sys.modules.pop(module_name, None)
             raise
         return
-    if importlib.util.find_spec(path_or_module) is None:
+    try:
+        found = importlib.util.find_spec(path_or_module)
+    except (ImportError, ValueError):  # a dotted name whose parent is no package, or a relative name
+        found = None
+    if found is None:
         raise VbenchError(f"plugin {path_or_module!r} is neither a file nor an importable module; "
                           "give a path to a .py file or an installed module name")
     run_plugin(path_or_module, lambda: importlib.import_module(path_or_module))

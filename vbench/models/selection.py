@@ -8,11 +8,13 @@ import fnmatch
 from typing import Iterable
 
 from vbench.errors import VbenchError
+from vbench.parse import parse_list
 from vbench.models import registry
 
 
 def _items(patterns: str | None) -> list[str]:
-    return [part.strip() for part in (patterns or "").split(",") if part.strip()]
+    """The names or patterns of ``--backbones`` (given: an empty item is an error); none when not given."""
+    return [] if patterns is None else parse_list(patterns, "--backbones", example="'vit-*,lkca-t'", unique=False)
 
 
 def _is_pattern(item: str) -> bool:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vbench.errors import VbenchError
+from vbench.paths import check_output
 from vbench.registry import Reference, Registry
 from vbench.reporting.paper import paper_accuracy_rows, paper_segmentation_rows
 from vbench.reporting.report import DATASET_TITLES, HEAD_NAMES, classification_records, segmentation_records
@@ -394,13 +394,9 @@ def save(chart: Chart, output_dir: Path) -> list[Path]:
 
 
 def plot_all(store, output_dir: str | Path, suite: str | None = None) -> list[Path]:
-    output_dir = Path(output_dir)
+    output_dir = check_output(output_dir, "--output-dir", folder=True)
     made = charts(store, suite)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VbenchError(f"cannot create the plot directory {str(output_dir)!r}: {exc.strerror}; give a writable "
-                          "--output-dir") from None
+    output_dir.mkdir(parents=True, exist_ok=True)
     plt = _pyplot()
     written = []
     for chart in made:

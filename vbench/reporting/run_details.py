@@ -17,7 +17,7 @@ from typing import Iterable
 import yaml
 
 from vbench.errors import VbenchError
-from vbench.paths import atomic_write
+from vbench.paths import atomic_write, check_output
 from vbench.store.artifacts import run_files
 from vbench.tasks import get_task
 
@@ -92,11 +92,10 @@ def summary_csv(rows: list[dict]) -> str:
 def export_runs(store, runs: Iterable, output: str | Path) -> list[Path]:
     """``<output>/run-<id>/{args.yaml, summary.csv, results.json}`` for every run; the folders written."""
     runs = list(runs)
-    output = Path(output).expanduser()
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VbenchError(f"cannot create the export folder {str(output)!r}: {exc.strerror}; give a writable --output") from None
+    output = check_output(output, "--output", folder=True)
+    for run in runs:  # every folder checked before any is written
+        check_output(output / f"run-{run.id}", "--output", folder=True)
+    output.mkdir(parents=True, exist_ok=True)
     folders = []
     for run in runs:
         folder = output / f"run-{run.id}"

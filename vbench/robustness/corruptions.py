@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 
 from vbench.errors import VbenchError
+from vbench.parse import parse_list
 
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise",
@@ -127,37 +128,18 @@ FROST_SCALE = {"cifar": 0.2, "tiny-imagenet": 0.3}
 
 
 def parse_corruptions(text: str) -> list[str]:
-    """``"all"`` or a comma-separated list of corruption names -> names in the order given, no repeats."""
-    items = [item.strip() for item in str(text).split(",") if item.strip()]
-    if items == ["all"]:
-        return list(CORRUPTIONS)
-    if not items:
-        raise VbenchError(f"no corruption given; use 'all' or a comma-separated list of: {', '.join(CORRUPTIONS)}")
-    unknown = [item for item in items if item not in CORRUPTIONS]
-    if unknown:
-        raise VbenchError(
-            f"unknown corruption {unknown[0]!r}; use 'all' or a comma-separated list of: {', '.join(CORRUPTIONS)}"
-        )
-    return list(dict.fromkeys(items))
+    """``"all"`` or a comma-separated list of corruption names -> names in the order given."""
+    names = parse_list(text, "--corruptions", choices=CORRUPTIONS, all_word="all", example="fog,snow", unique=False,
+                       noun="corruption")
+    return list(dict.fromkeys(names))
 
 
 def parse_severities(text: str) -> list[int]:
-    """``"all"`` or a comma-separated list of severities in 1-5 -> sorted, no repeats."""
-    items = [item.strip() for item in str(text).split(",") if item.strip()]
-    if items == ["all"]:
+    """``"all"`` or a comma-separated list of severities in 1-5 -> sorted."""
+    if str(text).strip() == "all":
         return list(SEVERITIES)
-    severities = []
-    for item in items:
-        try:
-            value = int(item)
-        except ValueError:
-            value = None
-        if value not in SEVERITIES:
-            raise VbenchError(f"severity {item!r} is not one of 1, 2, 3, 4, 5; give e.g. --severities 1,2,3,4,5")
-        severities.append(value)
-    if not severities:
-        raise VbenchError("no severity given; give e.g. --severities 1,2,3,4,5")
-    return sorted(set(severities))
+    return sorted(set(parse_list(text, "--severities", int, choices=SEVERITIES, example="1,3,5", unique=False,
+                                 noun="severity")))
 
 
 def check_corruption(name: str, severity: int) -> None:

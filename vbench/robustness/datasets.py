@@ -30,6 +30,7 @@ from vbench.robustness.corruptions import (
     library_version,
     parameter_set_for,
 )
+from vbench.store.files import load_numpy
 
 RELEASE_FOLDERS = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C", "tiny-imagenet": "Tiny-ImageNet-C"}
 CIFAR_C_SHAPE = (32, 32, 3)
@@ -158,7 +159,7 @@ def _load_cifar_c(folder: Path, name: str, severity: int) -> tuple[torch.Tensor,
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return load_numpy(path, mmap_mode="r")
     except (OSError, ValueError) as exc:
         raise VbenchError(f"corrupt file {path}: {exc}; download it again") from None
 

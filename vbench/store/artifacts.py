@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vbench.errors import VbenchError
+from vbench.errors import VbenchError, first_line
 from vbench.paths import atomic_path
 from vbench.store.checkpoint import Checkpoints
 from vbench.store.predictions import predictions_path as _predictions_file
@@ -41,7 +41,7 @@ def load_weights(path: Path, model):
     try:
         load_model(model, str(path))
     except Exception as exc:  # noqa: BLE001 - damaged or of another model
-        raise VbenchError(f"cannot load the weights {path}: {str(exc).splitlines()[0]}") from None
+        raise VbenchError(f"cannot load the weights {path}: {first_line(exc)}") from None
     return model
 
 

@@ -10,15 +10,15 @@ from scratch when none is left).
 
 from __future__ import annotations
 
-import errno
 import io
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vbench.errors import VbenchError
+from vbench.errors import one_line
+from vbench.paths import atomic_path
+from vbench.store.files import load_torch
 
 FORMAT = 2
 
@@ -43,27 +43,16 @@ class Checkpoints:
         buffer = io.BytesIO()
         torch.save({**state, "format": FORMAT, "store_id": self.store_id, "run_id": run_id, "key": key}, buffer)
         path = self.path(run_id)
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            _write_synced(temporary, buffer.getbuffer())
-            torch.load(temporary, map_location="cpu", weights_only=False, mmap=True)  # readable as written
+        with atomic_path(path, sync=True, needed=len(buffer.getbuffer())) as temporary:
+            temporary.write_bytes(buffer.getbuffer())
+            load_torch(temporary, mmap=True)  # readable as written, by the loader that will read it
             if path.exists():
                 os.replace(path, self.previous(run_id))
-            os.replace(temporary, path)
-            _sync_folder(self.folder)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            if exc.errno == errno.ENOSPC:
-                raise VbenchError(_disk_full(self.folder, len(buffer.getbuffer()))) from None
-            raise
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
 
     def load(self, run_id: int, key: dict, device) -> dict | None:
-        """The newest valid checkpoint of ``run_id``, or None."""
-        for stale in self.folder.glob(f".run-{run_id}.pt.tmp-*"):  # left by a process killed while writing
+        """The newest valid checkpoint of ``run_id``, or None. A file is read without running code (tensors and
+        plain values only), and its store, run and key are checked before any of its tensors is used."""
+        for stale in self.folder.glob(f".run-{run_id}.pt.*.tmp"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
         for path in (self.path(run_id), self.previous(run_id)):
             if not path.exists():
@@ -78,37 +67,17 @@ class Checkpoints:
         return None
 
     def _read(self, path: Path, device) -> dict | None:
-        # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
-        import torch
-
         try:
-            return torch.load(path, map_location=device, weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - a damaged file is skipped, never trusted
-            self.warn(f"warning: checkpoint {path} cannot be read ({type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); using an older one or starting over")
+            state = load_torch(path, map_location=device, mmap=True)
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is skipped, never trusted
+            self.warn(f"warning: checkpoint {path} cannot be read ({one_line(exc, 200)}); using an older one or "
+                      "starting over")
             return None
+        if not isinstance(state, dict):
+            self.warn(f"warning: checkpoint {path} is not a vbench checkpoint; using an older one or starting over")
+            return None
+        return state
 
     def delete(self, run_id: int) -> None:
         for path in (self.path(run_id), self.previous(run_id)):
             path.unlink(missing_ok=True)
-
-
-def _write_synced(path: Path, data) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _disk_full(folder: Path, needed: int) -> str:
-    free = shutil.disk_usage(folder).free if folder.exists() else 0
-    return (f"the disk holding {folder} is full: a checkpoint needs {needed / 2**20:.1f} MiB and "
-            f"{free / 2**20:.1f} MiB are free; free some space or point $VBENCH_ARTIFACTS at another disk")

@@ -22,7 +22,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.pool import StaticPool
 
-from vbench.errors import VbenchError
+from vbench.errors import VbenchError, first_line
 from vbench.paths import creatable
 
 DEFAULT_URL = "sqlite:///results/vbench.db"
@@ -34,6 +34,9 @@ T = TypeVar("T")
 # --- locations -------------------------------------------------------------------------------------
 def resolve_url(db: str | None = None) -> str:
     """``--db`` or ``$VBENCH_DB`` (a SQLAlchemy URL or a file path), else ``sqlite:///results/vbench.db``."""
+    if db is not None and not db.strip():
+        raise VbenchError("--db is empty; give a file path or a SQLAlchemy URL (default: $VBENCH_DB, else "
+                          "results/vbench.db)")
     value = db or os.environ.get("VBENCH_DB") or DEFAULT_URL
     if "://" not in value:
         return f"sqlite:///{Path(value).expanduser().resolve()}"
@@ -95,7 +98,7 @@ def check_url(db: str | None, write: bool = True) -> str:
 
 # --- fault translation -----------------------------------------------------------------------------
 def reason(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return first_line(getattr(exc, "orig", None) or exc)
 
 
 def is_locked(exc: BaseException) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 
 from vbench.errors import VbenchError
 from vbench.paths import atomic_path
+from vbench.store.files import load_numpy
 
 FORMAT_VERSION = 1
 TOP_K = 5
@@ -148,7 +149,7 @@ def load_predictions(path: str | Path) -> Predictions:
     if not path.is_file():
         raise VbenchError(f"no per-image predictions at {path}; the run's final evaluation did not keep them")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with load_numpy(path) as archive:
             header = json.loads(str(archive["header"]))
             if header.get("format") != FORMAT_VERSION:
                 raise VbenchError(f"{path} has predictions format {header.get('format')!r}; this vbench reads "

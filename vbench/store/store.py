@@ -395,14 +395,15 @@ def key_rows(session: Session, key: RunKey) -> list[Run]:
 
 
 # --- opening, creating and upgrading ---------------------------------------------------------------
-def open_store(db: str | None = None, write: bool = True) -> Store:
+def open_store(db: str | None = None, write: bool = True, create: bool = True) -> Store:
     """The run store at ``db``, ``$VBENCH_DB`` or ``results/vbench.db``.
 
-    ``write=True`` (``vbench run``): create the database and its schema when missing, upgrade an older
-    schema in place. ``write=False`` (reading commands): read access is enough, nothing is ever
-    written, and an older SQLite schema is read through an upgraded copy in memory.
+    ``write=True`` (``vbench run``): create the database and its schema when missing (unless ``create`` is
+    False: ``vbench db upgrade`` needs an existing store), upgrade an older schema in place. ``write=False``
+    (reading commands): read access is enough, nothing is ever written, and an older SQLite schema is read
+    through an upgraded copy in memory.
     """
-    url = check_url(db, write=write)
+    url = check_url(db, write=write and create)
     path = sqlite_file(url)
     try:
         if write and path is not None:
@@ -417,7 +418,7 @@ def open_store(db: str | None = None, write: bool = True) -> Store:
         raise VbenchError(f"cannot open the run store {display_url(url)}: {exc}; give a usable --db") from None
     store = Store(engine, url, read_only=not write)
     try:
-        _prepare(store, write, path)
+        _prepare(store, write, path, create)
         store._load_identity()
     except VbenchError:
         store.close()
@@ -431,8 +432,10 @@ def open_store(db: str | None = None, write: bool = True) -> Store:
     return store
 
 
-def _prepare(store: Store, write: bool, path: Path | None) -> None:
+def _prepare(store: Store, write: bool, path: Path | None, create: bool = True) -> None:
     version = store.schema_version()
+    if version is None and not create:
+        raise VbenchError(f"the run store {store.label} holds no vbench schema; give the --db of an existing store")
     if version is not None and version > SCHEMA_VERSION:
         raise VbenchError(f"the run store {store.label} has schema version {version}, newer than this vbench "
                           f"({SCHEMA_VERSION}); upgrade vbench")
@@ -455,8 +458,8 @@ def _prepare(store: Store, write: bool, path: Path | None) -> None:
 
 
 @contextmanager
-def opened(db: str | None = None, write: bool = False) -> Iterator[Store]:
-    store = open_store(db, write=write)
+def opened(db: str | None = None, write: bool = False, create: bool = True) -> Iterator[Store]:
+    store = open_store(db, write=write, create=create)
     try:
         yield store
     finally:
