@@ -70,7 +70,7 @@ def _suite_sections(suite_name: str, groups: list, by_run: dict[int, list], refe
         raise VbenchError(f"reference backbone {reference!r} has no corruption results on {suite_name!r}; choose one "
                           f"of {', '.join(sorted(set(frame['backbone'])))}")
     names = dict(zip((g.backbone for g in groups), table_names(groups[0].dataset, [(g.paper_names, g.backbone) for g in groups])))
-    records, accuracy_rows = [], []
+    records = []
     for group in groups:
         own = frame[frame["backbone"] == group.backbone]
         ref = _reference_of(group, groups, reference)
