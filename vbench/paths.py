@@ -85,7 +85,8 @@ def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
         raise VbenchError(f"{option} {str(path)!r} is a folder; give a file path")
     existing = nearest_existing(target if folder else target.parent)
     if not existing.is_dir():
-        raise VbenchError(f"{option} {str(path)!r}: {str(existing)!r} is a file, not a folder; give another path")
+        raise VbenchError(f"{option} {str(path)!r} cannot be written: {str(existing)!r} (a file) is not a writable "
+                          f"folder; give a writable {option}")
     if not _can_create_in(existing):
         raise VbenchError(f"{option} {str(path)!r} cannot be written: {str(existing)!r} is not a writable folder; "
                           f"give a writable {option}")

@@ -18,13 +18,13 @@ from typing import Callable, Iterator
 
 from markupsafe import Markup
 
-from vbench import __version__
+from vbench import __version__, paths
 from vbench.errors import VbenchError
 from vbench.leaderboard.data import gather
 from vbench.leaderboard.html import fragment, frame, render, table_html
 from vbench.leaderboard.runs import runs_table, writing_run_pages
 from vbench.leaderboard.sections import Block, Page, sections
-from vbench.paths import creatable
+from vbench.store.leases import process_alive
 
 MARKER = ".vbench-leaderboard"  # the file that says a folder is a site vbench wrote (and may replace)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -55,23 +55,7 @@ def check_output(output: str | Path) -> Path:
         if any(target.iterdir()) and not (target / MARKER).is_file():
             raise VbenchError(f"--output {str(output)!r} holds files that are not a vbench leaderboard (no {MARKER}); "
                               "give a new or empty folder, it is replaced whole")
-    can_create, ancestor = creatable(target)
-    if not can_create:
-        raise VbenchError(f"cannot write the leaderboard to {str(output)!r}: {str(ancestor)!r} is not a writable "
-                          "folder; give a writable --output")
-    return target
-
-
-def _process_alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return paths.check_output(target, "--output", folder=True)
 
 
 def _remove_leftovers(target: Path) -> None:
@@ -80,7 +64,7 @@ def _remove_leftovers(target: Path) -> None:
     for path in target.parent.iterdir():
         for prefix in (f".{target.name}.tmp-", f".{target.name}.old-"):
             if path.name.startswith(prefix) and path.is_dir() \
-                    and not _process_alive(path.name[len(prefix):].split("-")[0]):
+                    and not process_alive(path.name[len(prefix):].split("-")[0]):
                 shutil.rmtree(path, ignore_errors=True)
 
 

@@ -19,14 +19,21 @@ def holder_alive(owner: str, heartbeat_at: datetime | None, now: datetime) -> bo
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_alive(pid)
     return heartbeat_at is not None and now - heartbeat_at < timedelta(seconds=LEASE_SECONDS)
+
+
+def process_alive(pid: str) -> bool:
+    """Whether a process of this host with id ``pid`` exists (one of another user counts)."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Lease:
