@@ -143,6 +143,8 @@ def _listing(suite: Suite, split: str, data_root=None, download: bool = False) -
 def _load(suite: Suite, split: str, data_root=None, download: bool = False,
           cache_dir=None, listing: Listing | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(images, labels, fingerprint of the source files) of one split."""
+    if split not in SPLITS:
+        raise VbenchError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     images, labels, fingerprint = _images_and_labels(suite, split, data_root, download, cache_dir, listing)
     check_labels(suite, split, labels)
     return images, labels, fingerprint

@@ -311,7 +311,7 @@ def load_plugin(path_or_module: str) -> None:
     if path.suffix == ".py" or path.exists() or os.sep in path_or_module or not path_or_module.strip():
         if not path.is_file() or path.suffix != ".py":
             what = "is not a .py file" if path.exists() else "does not exist"
-            raise VbenchError(f"--plugin {path_or_module!r} {what}; give a .py file or an importable module")
+            raise VbenchError(f"plugin file {path_or_module!r} {what}; give a .py file or an importable module")
         digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
         module_name = f"vbench_plugin_{path.stem}_{digest}"
         if module_name in sys.modules:
