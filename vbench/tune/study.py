@@ -110,10 +110,10 @@ def _stored_space(space: dict, stored: dict) -> Space:
 
 
 # --- samplers and pruners ------------------------------------------------------------------------------
-def sampler_for(group: StudyGroup, position: int, budget: int) -> optuna.samplers.BaseSampler:
-    """The sampler of the trial at ``position`` (trials asked so far), seeded from (seed, position): every
-    backbone's study draws the same sequence, and a resumed command draws what an uninterrupted one would."""
-    seed = group.seed * 1_000_003 + position
+def sampler_for(group: StudyGroup, draw: int, budget: int) -> optuna.samplers.BaseSampler:
+    """The sampler of a study's ``draw``-th trial, seeded from (seed, draw): every backbone's study draws the same
+    random start, and a resumed command draws what an uninterrupted one would from the same history."""
+    seed = group.seed * 1_000_003 + draw
     if group.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # TPE's random start: half the budget, 2 to 10 trials (Optuna's 10 would leave 8 trials all random)

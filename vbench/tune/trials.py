@@ -149,8 +149,13 @@ def next_trial(session: Session, backbone: str) -> Picked | None:
         return None
     study = session.studies[backbone]
     with session.timed():
-        study.sampler = sampler_for(session.group, len(study.get_trials(deepcopy=False)), session.request.trials)
         trial = study.ask()
+        # drawn by a sampler seeded from (seed, draw), set between asking and drawing (Optuna draws each value in
+        # suggest_*); the draw counts the trials before it that drew (not those carrying on a run): every backbone's
+        # k-th draw is seeded alike, even from parallel SLURM jobs and after interruptions
+        draw = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and "continues" not in
+                   t.user_attrs)
+        study.sampler = sampler_for(session.group, draw, session.request.trials)
         trial.set_user_attr("owner", session.owner)
         if session.job_id:
             trial.set_user_attr("job_id", session.job_id)
