@@ -29,7 +29,7 @@ from vbench.errors import VbenchError
 from vbench.slurm.queue import job_alive, job_states, launch_record
 from vbench.tune.plan import TuneRequest, TuningPlan
 from vbench.tune.study import open_studies, study_state
-from vbench.tune.trials import Session, best_trials, next_trial, open_trials, rerun_request, run_trial
+from vbench.tune.trials import Session, best_trials, open_trials, pick_and_run, rerun_request
 
 POLL_S = 2.0
 
@@ -49,12 +49,10 @@ class TrialJob(submitit.helpers.Checkpointable):
         launch = {**launch_record(environment.job_id, str(environment.paths.stdout), 1), "host": socket.gethostname()}
         session = Session(self.request, Console(), job_id=environment.job_id, launch=launch)
         try:
-            picked = next_trial(session, self.backbone)
-            if picked is None:
+            result = pick_and_run(session, self.backbone, _print_start)
+            if result is None:
                 print(f"{self.backbone}: the study has its trials; nothing to do", flush=True)
                 return {"backbone": self.backbone, "status": "none"}
-            print(f"{self.backbone}: trial {picked.trial.number}: {picked.params}", flush=True)
-            result = run_trial(session, self.backbone, picked)
         finally:
             session.close()
         print(f"{self.backbone}: trial {result.number} {result.status} (run {result.run_id}) "
@@ -62,6 +60,11 @@ class TrialJob(submitit.helpers.Checkpointable):
         if result.status == "failed":  # the SLURM task fails too, so the array shows it
             raise RuntimeError(f"trial {result.number} failed: {result.error}")
         return {"backbone": self.backbone, "status": result.status, "trial": result.number, "value": result.value}
+
+
+def _print_start(kind: str, backbone: str, picked) -> None:
+    carried = f" (carries on trial {picked.continues}'s run)" if picked.continues is not None else ""
+    print(f"{backbone}: trial {picked.trial.number}{carried}: {picked.params}", flush=True)
 
 
 @dataclass
@@ -133,7 +136,7 @@ def wait_trials(sweep: TrialSweep, report: Callable[[str], None]) -> None:
     """Poll until no task of the array is pending or running, reporting the studies' progress when it changes.
     Ctrl-C (KeyboardInterrupt) stops the waiting, not the jobs."""
     request = sweep.plan.request
-    studies = open_studies(request.group, request.url)
+    studies = open_studies(request.group, request.url, request.trials)
     last = None
     while True:
         states = job_states(job_id for _, job_id, _ in sweep.jobs)

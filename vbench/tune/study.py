@@ -120,9 +120,12 @@ def sampler_for(group: StudyGroup, draw: int, budget: int) -> optuna.samplers.Ba
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, budget // 2)))
 
 
-def pruner_for(group: StudyGroup) -> optuna.pruners.BasePruner:
-    if group.pruner == "median":  # never on the first evaluation alone (a warm-up epoch says little)
-        return optuna.pruners.MedianPruner(n_warmup_steps=1)
+def pruner_for(group: StudyGroup, budget: int) -> optuna.pruners.BasePruner:
+    """median: a trial whose best value so far is below the median of the complete trials at the same epoch, from
+    the second epoch on (the first says little) and once a quarter of the budget (1 to 5 trials) is complete;
+    asha: Optuna's asynchronous successive halving (the same rungs whatever the order of the trials)."""
+    if group.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, budget // 4)), n_warmup_steps=2)
     if group.pruner == "asha":
         return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()
@@ -186,13 +189,13 @@ def check_existing(group: StudyGroup, url: str) -> dict[str, dict]:
     return stored
 
 
-def open_studies(group: StudyGroup, url: str, storage=None) -> dict[str, optuna.Study]:
+def open_studies(group: StudyGroup, url: str, budget: int = 1, storage=None) -> dict[str, optuna.Study]:
     """Every backbone's study, created where missing (with the group's identity), else loaded and checked."""
     storage = storage or open_storage(url, write=True)
     studies = {}
     for backbone in group.backbones:
         study = optuna.create_study(storage=storage, study_name=group.study_name(backbone), direction=group.direction,
-                                    pruner=pruner_for(group), load_if_exists=True)
+                                    pruner=pruner_for(group, budget), load_if_exists=True)
         stored = study.user_attrs.get(ATTRIBUTE)
         if stored is None:
             study.set_user_attr(ATTRIBUTE, group.identity())

@@ -88,7 +88,7 @@ class Session:
         self.store = open_store(request.url, write=True)  # first: it creates the database and its folder
         try:
             with self.timed():
-                self.studies = open_studies(self.group, request.url)
+                self.studies = open_studies(self.group, request.url, request.trials)
         except BaseException:
             self.store.close()
             raise
@@ -234,7 +234,6 @@ class PruningObserver:
 def run_trial(session: Session, backbone: str, picked: Picked) -> TrialResult:
     """Train the picked trial as a normal run and tell its study how it ended. Ctrl-C leaves the trial running:
     the same command carries it on."""
-    started, optuna_before = time.perf_counter(), session.optuna_s
     request, group, trial = session.request, session.group, picked.trial
     marks = {"tune": {"study": group.name, "trial": trial.number, "params": picked.params,
                       "space_hash": group.space.hash, "sampler": group.sampler, "pruner": group.pruner}}
@@ -263,6 +262,19 @@ def run_trial(session: Session, backbone: str, picked: Picked) -> TrialResult:
             trial.set_user_attr("error", why)
             study_tell(session, backbone, trial, state=TrialState.FAIL)
             result.status, result.error = "busy" if outcome.status == "busy" else "failed", why
+    return result
+
+
+def pick_and_run(session: Session, backbone: str, announce=None) -> TrialResult | None:
+    """The next trial of ``backbone`` trained (None when its study has its budget), with the seconds it took in
+    all and in Optuna's calls (asking included)."""
+    started, optuna_before = time.perf_counter(), session.optuna_s
+    picked = next_trial(session, backbone)
+    if picked is None:
+        return None
+    if announce:
+        announce("start", backbone, picked)
+    result = run_trial(session, backbone, picked)
     result.wall_s = time.perf_counter() - started
     result.optuna_s = session.optuna_s - optuna_before
     return result
@@ -298,12 +310,10 @@ def tune(request: TuneRequest, console: Console | None = None, announce=None) ->
         pending = list(request.group.backbones)
         while pending:
             for backbone in list(pending):
-                picked = next_trial(session, backbone)
-                if picked is None:
+                result = pick_and_run(session, backbone, announce)
+                if result is None:
                     pending.remove(backbone)
                     continue
-                announce("start", backbone, picked)
-                result = run_trial(session, backbone, picked)
                 outcome.results.append(result)
                 announce("end", backbone, result)
                 if result.status in ("failed", "busy"):
@@ -319,7 +329,7 @@ def tune(request: TuneRequest, console: Console | None = None, announce=None) ->
 
 def states_of(request: TuneRequest) -> dict[str, StudyState]:
     """Every backbone's study as it stands."""
-    studies = open_studies(request.group, request.url)
+    studies = open_studies(request.group, request.url, request.trials)
     return {backbone: study_state(study) for backbone, study in studies.items()}
 
 
