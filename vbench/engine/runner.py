@@ -182,8 +182,9 @@ class Runner:
                     if state == "resume" else None
                 self._train(job, run.id, key, checkpoint, outcome, label)
         except StopRun as stop:
-            self._finish(outcome, "pruned", one_line(stop))
-            self._log(f"{label}: stopped early: {one_line(stop)}")
+            reason = str(stop).strip().splitlines()[0] if str(stop).strip() else "stopped early by an observer"
+            self._finish(outcome, "pruned", reason)
+            self._log(f"{label}: {reason}")
         except KeyboardInterrupt:
             self._finish(outcome, "interrupted", "interrupted by the user (Ctrl-C)")
             self._log(f"{label}: interrupted; the same command resumes it from its last checkpoint")
