@@ -194,9 +194,13 @@ def section_table(section) -> Table:
 
 
 def _next_lines(plan, db: Optional[str]) -> None:
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.store import display_url, sqlite_file
+
     db_flag = f" --db {db}" if db else ""
     rerun = "" if plan.rerun_seeds is not None else "the same command with --rerun-best --seeds 0,1,2, then "
-    console.print(f"studies and runs are in {plan.planned.url if db else 'the run store'}\n"
+    url = plan.request.url
+    console.print(f"studies and runs are in {sqlite_file(url) or display_url(url)}\n"
                   f"next: {rerun}vbench report --suite {plan.group.suite}{db_flag}    "
                   f"vbench leaderboard{db_flag}", highlight=False)
 
