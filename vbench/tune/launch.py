@@ -23,9 +23,9 @@ import submitit
 import torch
 from rich.console import Console
 
+from vbench.errors import VbenchError
 from vbench.models.registry import load_all
 from vbench.slurm import sweep as slurm_sweep
-from vbench.errors import VbenchError
 from vbench.slurm.queue import job_alive, job_states, launch_record
 from vbench.tune.plan import TuneRequest, TuningPlan
 from vbench.tune.study import open_studies, study_state

@@ -10,8 +10,9 @@ two studies of different spaces or budgets never mix, and every backbone of a gr
 
 from __future__ import annotations
 
-import optuna
 from dataclasses import asdict, dataclass
+
+import optuna
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
