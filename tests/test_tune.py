@@ -166,8 +166,8 @@ def test_leaderboard_tuning_page(tuned):
     for backbone in ("vit-0-5m", "vit-0-5m-lkca"):
         for chart in ("history", "importance"):
             spec = re.search(rf'id="tuning-digits-tuned-digits-{backbone}-{chart}-spec">(.*?)</script>', page, re.S)
-            assert spec and json.loads(spec.group(1))["layout"]["title"]["text"].endswith(
-                "optimisation history" if chart == "history" else "parameter importances")
+            title = json.loads(spec.group(1))["layout"]["title"]["text"]
+            assert title.endswith("optimisation history") if chart == "history" else "parameter importances (" in title
     history = json.loads(re.search(r'id="tuning-digits-tuned-digits-vit-0-5m-history-spec">(.*?)</script>', page,
                                    re.S).group(1))
     assert sum(len(trace["x"]) for trace in history["data"] if trace["name"] in ("complete", "pruned")) == 3

@@ -68,7 +68,9 @@ def history_chart(study: optuna.Study, backbone: str, label: str) -> dict:
 
 def importance_chart(study: optuna.Study, backbone: str) -> tuple[dict, str | None]:
     """fANOVA importances (seeded) as horizontal bars; an empty chart and the reason when there are too few trials."""
-    layout = _layout(f"{backbone}: parameter importances", "importance (fANOVA, sums to 1)", "")
+    complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    layout = _layout(f"{backbone}: parameter importances ({complete} complete trial{'s' if complete != 1 else ''})",
+                     "importance (fANOVA, sums to 1)", "")
     try:
         importances = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
