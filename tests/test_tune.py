@@ -92,7 +92,7 @@ def tuned(tmp_path_factory):
     tune, rerun, fixed, report, leaderboard = commands[:5]
     assert tune[:2] == ["tune", "--suite"] and "--rerun-best" in rerun and fixed[0] == "run" and report[0] == "report"
     results = {}
-    for name, command in (("tune", tune), ("rerun", rerun), ("fixed", [*fixed, "--epochs", "3"])):
+    for name, command in (("tune", tune), ("rerun", rerun), ("fixed", [*fixed, "--epochs", "1"])):
         results[name] = run_cli(*with_values(command, SMALL), *LIMIT, env=ENV, cwd=folder)
         assert results[name].code == 0, results[name].out + results[name].err
     return {"folder": folder, "db": str(folder / "results" / "vbench.db"), "results": results, "report": report,
@@ -226,6 +226,8 @@ def test_bad_options_are_one_line_and_write_nothing(tmp_path):
         "--seeds are the seeds of the re-runs": [*base, "--trials", "2", "--seeds", "0,1"],
         "lr is searched by the default space": [*base, "--trials", "2", "--set", "lr=1e-3"],
         "--seeds '0,,1' has an empty item": [*base, "--trials", "2", "--rerun-best", "--seeds", "0,,1"],
+        "options need --launcher slurm": [*base, "--trials", "2", "--slurm-partition", "debug"],
+        "--launcher slurm needs": [*base, "--trials", "2", "--launcher", "slurm"],  # a database server, or SLURM
     }
     for expected, args in cases.items():
         result = run_cli(*args, cwd=tmp_path)

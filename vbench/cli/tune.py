@@ -71,6 +71,8 @@ def tune_command(
                                   max_parallel, slurm_setup, slurm_option, allow_sqlite, wait)
     _slurm.check_launcher(launcher, slurm)
     tuning = _tuning_modules()
+    if launcher == "slurm":
+        tuning.launch.check_slurm_first(db, slurm)
     load_plugins(plugin)
     options = RunOptions(device=device, amp=amp, compile=compile_model, pipeline=pipeline, checkpoints=checkpoints,
                          limit=limit, data_root=data_root, download=download)

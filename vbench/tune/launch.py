@@ -27,6 +27,7 @@ from vbench.errors import VbenchError
 from vbench.models.registry import load_all
 from vbench.slurm import sweep as slurm_sweep
 from vbench.slurm.queue import job_alive, job_states, launch_record
+from vbench.store import check_url
 from vbench.tune.plan import TuneRequest, TuningPlan
 from vbench.tune.study import open_studies, study_state
 from vbench.tune.trials import Session, best_trials, open_trials, pick_and_run, rerun_request
@@ -77,13 +78,20 @@ class TrialSweep:
     folder: Path | None = None
 
 
-def check_slurm(plan: TuningPlan, settings) -> None:
-    """What a SLURM tuning needs, checked before anything is submitted (the store only gets its schema)."""
+def check_slurm_first(db: str | None, settings) -> None:
+    """The quick checks, before the data is loaded: SLURM's commands, the options, a SQLite store refused."""
     slurm_sweep.require_slurm()
     settings.check()
-    slurm_sweep.check_sweep_store(plan.request.url, settings.allow_sqlite)
+    url = check_url(db)
+    if url.startswith("sqlite") and not settings.allow_sqlite:
+        slurm_sweep.check_sweep_store(url, allow_sqlite=False)  # the one-line refusal
+
+
+def check_slurm(plan: TuningPlan, settings) -> None:
+    """What a SLURM tuning needs, checked before anything is submitted (the store only gets its schema)."""
     tasks = plan.request.trials * len(plan.group.backbones)
     slurm_sweep.check_with_sbatch(settings, tasks, Path.cwd())
+    slurm_sweep.check_sweep_store(plan.request.url, settings.allow_sqlite)
 
 
 def submit_trials(plan: TuningPlan, settings) -> TrialSweep:
