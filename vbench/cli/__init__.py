@@ -12,7 +12,21 @@ from typing import Optional
 import typer
 
 from vbench.api import version_text
-from vbench.cli import bench, compare, db, evaluate, info, leaderboard, listing, plot, report, robustness, run, runs  # noqa: F401  (they register commands)
+from vbench.cli import (  # noqa: F401  (they register commands)
+    bench,
+    compare,
+    db,
+    evaluate,
+    info,
+    leaderboard,
+    listing,
+    plot,
+    report,
+    robustness,
+    run,
+    runs,
+    tune,  # noqa: F401,E402  (registers `vbench tune`)
+)
 from vbench.cli._common import app, err_console
 from vbench.errors import VbenchError, one_line
 

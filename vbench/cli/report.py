@@ -62,14 +62,31 @@ def report_command(
             ref = stored_backbone_name(store, reference) if reference else None
             report = Report(robustness_sections(store, suite, names, ref), [], compare_paper=False)
         else:
-            report = build_report(store, suite=suite, backbones=names, compare_paper=compare == "paper",
-                                  eval_only=eval_only)
+            report = _with_tuned(store, suite, names, eval_only, lambda: build_report(
+                store, suite=suite, backbones=names, compare_paper=compare == "paper", eval_only=eval_only))
     text = render(report, fmt)
     if output is not None:
         write_text(output, text)
         err_console.print(f"wrote {output}", highlight=False)
     else:
         sys.stdout.write(text)
+
+
+def _with_tuned(store, suite, names, eval_only: bool, build):
+    """The fixed-recipe report with the tuned tables of `vbench tune` after it, apart (either may be alone)."""
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.reporting.report import Report
+    from vbench.tune.report import tuned_sections
+
+    tuned = [] if eval_only else tuned_sections(store, suite=suite, backbones=names)
+    try:
+        report = build()
+    except VbenchError:
+        if not tuned:
+            raise
+        return Report(tuned, [], compare_paper=False)
+    report.sections += tuned
+    return report
 
 
 def write_text(output: str, text: str) -> None:

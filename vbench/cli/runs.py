@@ -62,7 +62,11 @@ def runs_command(
 def steps_text(run) -> str:
     if (run.settings or {}).get("eval_only"):
         return "eval only"
-    return f"{run.steps_done}/{run.steps if run.steps is not None else '?'} {run.step_unit or ''}"
+    steps = f"{run.steps_done}/{run.steps if run.steps is not None else '?'} {run.step_unit or ''}"
+    tune = (run.settings or {}).get("tune") or {}  # a run of `vbench tune`: a trial or a re-run of the best
+    if "trial" in tune:
+        return f"{steps}, trial {tune['trial']} of {tune.get('study')}"
+    return f"{steps}, re-run of {tune.get('study')} trial {tune['rerun_of']}" if "rerun_of" in tune else steps
 
 
 def scheduler_cells(runs) -> dict:

@@ -12,6 +12,7 @@ as an uninterrupted run would (bit for bit on the CPU, with the same thread coun
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -28,7 +29,7 @@ from vbench.engine import distributed
 from vbench.engine.meters import PeakMemory, StageMeter, Totals
 from vbench.engine.precision import Compiled, Precision, resolve_device
 from vbench.engine.rows import run_row, run_settings
-from vbench.errors import one_line
+from vbench.errors import first_line, one_line
 from vbench.store import RunKey, Store
 from vbench.store.artifacts import predictions_path, save_weights, weights_path
 from vbench.store.checkpoint import Checkpoints
@@ -49,6 +50,13 @@ class RunOptions:
     data_root: str | None = None
     download: bool = False
     launch: dict | None = None  # how the run was launched (a SLURM job: id, log), kept on its row
+    marks: dict | None = None  # kept in the run's settings: what else the run belongs to (a tuning trial or re-run)
+    key_salt: str | None = None  # mixed into the run key's recipe hash: a tuning trial is an experiment of its own
+
+
+class StopRun(Exception):
+    """Raised by an observer to end a run early (a tuning trial's pruner): the run is recorded as pruned, its
+    steps so far and checkpoint kept."""
 
 
 @dataclass
@@ -65,7 +73,7 @@ class Job:
 class RunOutcome:
     backbone: str
     seed: int
-    status: str  # done | failed | interrupted | skipped | busy
+    status: str  # done | failed | interrupted | pruned | skipped | busy
     run_id: int | None = None
     metrics: dict = field(default_factory=dict)
     params: int | None = None
@@ -139,8 +147,15 @@ class Runner:
         self.progress.console.print(message, highlight=False)
 
     def key(self, job: Job) -> RunKey:
-        return RunKey(self.suite.name, job.spec.name, job.seed, self.suite.recipe.key_hash(), self.data.identity,
+        return RunKey(self.suite.name, job.spec.name, job.seed, self.recipe_hash(), self.data.identity,
                       self.precision.name)
+
+    def recipe_hash(self) -> str:
+        """The run key's recipe hash: the recipe's own, salted where the options ask for an experiment of its own."""
+        plain = self.suite.recipe.key_hash()
+        if not self.options.key_salt:
+            return plain
+        return hashlib.sha256(f"{plain}:{self.options.key_salt}".encode()).hexdigest()[:16]
 
     def run_job(self, job: Job) -> RunOutcome:
         label = f"{job.spec.name} seed {job.seed}"
@@ -166,6 +181,10 @@ class Runner:
                 checkpoint = self.dist.from_main(lambda: self._resume_point(run.id, key, label), self.device) \
                     if state == "resume" else None
                 self._train(job, run.id, key, checkpoint, outcome, label)
+        except StopRun as stop:
+            reason = first_line(stop, empty="stopped early by an observer")
+            self._finish(outcome, "pruned", reason)
+            self._log(f"{label}: {reason}")
         except KeyboardInterrupt:
             self._finish(outcome, "interrupted", "interrupted by the user (Ctrl-C)")
             self._log(f"{label}: interrupted; the same command resumes it from its last checkpoint")
@@ -190,11 +209,11 @@ class Runner:
     def run_fields(self, job: Job) -> dict:
         """The row a run of ``job`` starts with (a queued SLURM run starts with the same)."""
         return run_row(self.suite, job.spec, job.seed, self.data, self._settings(), job.size, self.device,
-                       steps=self.stages[-1].label, launch=self.options.launch)
+                       steps=self.stages[-1].label, recipe_hash=self.recipe_hash(), launch=self.options.launch)
 
     def _settings(self) -> dict:
-        return run_settings(self.device, self.precision.name, self.options.compile, self.options.pipeline,
-                            self.dist.world_size)
+        return {**run_settings(self.device, self.precision.name, self.options.compile, self.options.pipeline,
+                               self.dist.world_size), **(self.options.marks or {})}
 
     def _resume_point(self, run_id: int, key: RunKey, label: str) -> dict | None:
         checkpoint = self.checkpoints.load(run_id, _key_dict(key), self.device) if self.options.checkpoints else None

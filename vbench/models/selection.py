@@ -8,8 +8,8 @@ import fnmatch
 from typing import Iterable
 
 from vbench.errors import VbenchError
-from vbench.parse import parse_list
 from vbench.models import registry
+from vbench.parse import parse_list
 
 
 def _items(patterns: str | None) -> list[str]:

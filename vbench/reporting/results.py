@@ -98,12 +98,18 @@ def is_eval_only(run) -> bool:
     return bool((run.settings or {}).get("eval_only"))
 
 
+def is_tuning(run) -> bool:
+    """A run of `vbench tune` (a trial, or a re-run of a study's best recipe; vbench.tune): reported apart from the
+    fixed-recipe runs and never averaged with them."""
+    return bool((run.settings or {}).get("tune"))
+
+
 def all_groups(store, suite: str | None = None, backbones: Iterable[str] | None = None,
-               task: str | None = None, eval_only: bool = False) -> list[ResultGroup]:
-    """Every group of finished runs, oldest newest run first: training runs only, unless ``eval_only`` asks
-    for the eval-only rows alone."""
+               task: str | None = None, eval_only: bool = False, tuning: bool = False) -> list[ResultGroup]:
+    """Every group of finished runs, oldest newest run first: fixed-recipe training runs only, unless ``eval_only``
+    asks for the eval-only rows alone or ``tuning`` for the runs of `vbench tune` alone."""
     runs = store.list_runs(suite=suite, backbones=list(backbones) if backbones else None, status="done", task=task)
-    runs = [run for run in runs if is_eval_only(run) == eval_only]
+    runs = [run for run in runs if is_eval_only(run) == eval_only and is_tuning(run) == tuning]
     grouped: dict[tuple, list] = {}
     for run in runs:  # ordered by id, so a later run of a seed replaces an earlier one
         grouped.setdefault(_group_key(run), []).append(run)

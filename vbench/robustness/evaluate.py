@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
+from vbench.reporting.results import is_tuning
 from vbench.robustness.corruptions import parameter_set_for
 from vbench.robustness.datasets import load_corrupted, split_fingerprint
 from vbench.store.artifacts import load_weights, weights_path
@@ -42,7 +43,7 @@ class RobustnessOutcome:
 
 def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | None) -> list:
     runs = [run for run in store.list_runs(suite=suite.name, backbones=backbones, status="done", task="classification")
-            if seeds is None or run.seed in seeds]
+            if (seeds is None or run.seed in seeds) and not is_tuning(run)]  # a tuning trial is no result to report
     if not runs:
         raise VbenchError(f"no finished runs of suite {suite.name!r} in {store.label} to evaluate; train some first "
                           "(`vbench run --suite ...`)")

@@ -44,7 +44,7 @@ class SweepTask(submitit.helpers.Checkpointable):
         environment = submitit.JobEnvironment()
         if environment.num_tasks > 1:  # one process per GPU: one torch.distributed run
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        _threads_of_the_allocation()
+        threads_of_the_allocation()
 
         request = self.request
         launch = launch_record(environment.job_id, str(environment.paths.stdout), environment.num_tasks)
@@ -69,7 +69,7 @@ class SweepTask(submitit.helpers.Checkpointable):
         return rows
 
 
-def _threads_of_the_allocation() -> None:
+def threads_of_the_allocation() -> None:
     """torch's intra-op threads: the CPUs SLURM gave each process, unless OMP_NUM_THREADS says otherwise."""
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if cpus and cpus.isdigit() and "OMP_NUM_THREADS" not in os.environ:

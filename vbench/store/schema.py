@@ -25,7 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 3  # 2: epochs.metrics; 3: task-independent runs/steps, evaluations, store identity, leases
-RUN_STATUSES = ("running", "done", "failed", "interrupted", "queued")  # queued: submitted to a scheduler, not begun
+# queued: submitted to a scheduler, not begun; pruned: ended early by an observer (a tuning trial's pruner)
+RUN_STATUSES = ("running", "done", "failed", "interrupted", "queued", "pruned")
 
 
 def utcnow() -> datetime:
