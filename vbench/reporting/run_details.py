@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Iterable
 
 from vbench.errors import VbenchError
+from vbench.reporting.confusion import class_errors
 from vbench.store.artifacts import run_files
+from vbench.store.predictions import ClassificationPredictions, load_predictions
 from vbench.tasks import get_task
 import yaml
 
@@ -59,12 +61,22 @@ def jsonable(value):
 
 
 def run_record(store, run) -> dict:
-    """Everything stored about a run, JSON-ready: the row, its per-step metrics (``history``), its evaluations
-    and its files."""
+    """Everything stored about a run, JSON-ready: the row, its per-step metrics (``history``), its evaluations,
+    its files and, for a classification run that kept its predictions, its per-class errors (``per_class``)."""
     evaluations = [{"kind": e.kind, "condition": e.condition, "metrics": e.metrics}
                    for e in sorted(store.evaluations(run_ids=[run.id]), key=lambda e: (e.kind, e.id))]
-    return jsonable({**run.as_dict(), "history": step_rows(store, run), "evaluations": evaluations,
-                     "files": {kind: str(path) for kind, path in run_files(store, run.id).items()}})
+    files = run_files(store, run.id)
+    record = {**run.as_dict(), "history": step_rows(store, run), "evaluations": evaluations,
+              "files": {kind: str(path) for kind, path in files.items()}}
+    if "predictions" in files:
+        try:
+            predictions = load_predictions(files["predictions"])
+        except VbenchError as exc:  # a damaged file: the rest of the record is still worth showing
+            record["per_class"] = {"error": str(exc)}
+        else:
+            if isinstance(predictions, ClassificationPredictions):
+                record["per_class"] = class_errors(predictions, run.num_classes).as_record()
+    return jsonable(record)
 
 
 def run_args(run) -> dict:
