@@ -27,6 +27,7 @@ RUN_ELSEWHERE = {
     "## Scaling out": ["test_slurm.py", "test_distributed.py"],
     "## Speed on the CPU": ["test_precision.py"],
     "## Segmentation (ADE20K, Tables 6-7)": ["test_segmentation.py"],
+    "## What large kernels see": ["test_analysis.py"],
 }
 RUN_HERE = ["## Set up", "## Train, store, report", "### Is A really better than B?", "## Robustness to corruptions"]
 
