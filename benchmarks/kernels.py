@@ -52,6 +52,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from _timing import sync  # noqa: E402
 from vbench.backbones.large_kernel_attention import LKA, LSKA, SpatialAttentionMixer  # noqa: E402
 from vbench.backbones.lkca import LKCA  # noqa: E402
+
 from vbench.analysis.erf import THRESHOLDS, contribution_scores, erf_summary, threshold_key  # noqa: E402
 
 KERNELS = (7, 11, 23, 35, 53)

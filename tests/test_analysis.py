@@ -10,10 +10,10 @@ import json
 
 import numpy as np
 import pytest
+import readme
 from cli import run_cli
 from plugins import FAST, write_plugin
 
-import readme
 from vbench.analysis.shape_bias import STIMULUS_CATEGORIES
 from vbench.data.fixtures import write_image_folder, write_image_folder_suite
 from vbench.reporting.calibration import calibration_metrics, temperature_scaled

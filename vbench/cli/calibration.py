@@ -8,7 +8,16 @@ import typer
 from rich.table import Table
 
 from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
-from vbench.cli._common import BackboneFilter, DbOption, PluginOption, app, console, err_console, load_plugins
+from vbench.cli._common import (
+    BackboneFilter,
+    DbOption,
+    PluginOption,
+    app,
+    console,
+    err_console,
+    load_plugins,
+    wide_for_files,
+)
 
 
 @app.command("calibration")
@@ -38,6 +47,7 @@ def calibration_command(
                                        seeds=seed_list, data_root=data_root, device=device, limit=limit,
                                        console=console)
         label = store.label
+    wide_for_files()
     for line in outcome.skipped:
         err_console.print(f"note: {line}", highlight=False)
     table = Table(title=f"vbench calibration: {the_suite.name} (held-out half of the test split)")

@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
-from vbench.cli._common import BackboneFilter, DbOption, PluginOption, app, console, err_console, load_plugins
+from vbench.cli._common import (
+    BackboneFilter,
+    DbOption,
+    PluginOption,
+    app,
+    console,
+    err_console,
+    load_plugins,
+    wide_for_files,
+)
 from vbench.errors import VbenchError
 
 
@@ -50,6 +59,7 @@ def erf_command(
                                console=console)
         written = save_charts(erf_charts(store, the_suite.name, outcome.condition), Path(output_dir))
         label = store.label
+    wide_for_files()
     for line in outcome.skipped:
         err_console.print(f"note: {line}", highlight=False)
     table = Table(title=f"vbench erf: {the_suite.name} ({outcome.condition} weights, {images} images)")

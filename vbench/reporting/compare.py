@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from vbench.errors import VbenchError
-from vbench.reporting.report import Report, ReportTable, fmt, signed
 from vbench.reporting.calibration import calibration_metrics
+from vbench.reporting.report import Report, ReportTable, fmt, signed
 from vbench.reporting.results import ResultGroup, all_groups
 from vbench.reporting.stats import (
     bootstrap_accuracy_difference,
