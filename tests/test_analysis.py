@@ -20,7 +20,7 @@ from vbench.reporting.calibration import calibration_metrics, temperature_scaled
 from vbench.reporting.render import FORMATS
 from vbench.store import open_store
 from vbench.store.artifacts import predictions_path
-from vbench.store.predictions import load_predictions
+from vbench.store.predictions import ClassificationPredictions, load_predictions, save_predictions
 
 HEADING = "## What large kernels see"
 LIMIT = ["--limit", "320"]
@@ -240,3 +240,23 @@ def test_stimuli_in_the_wrong_layout_are_one_line(sixteen_classes, tmp_path, fil
 def test_stimuli_need_a_model_of_the_16_categories(trained, tmp_path):
     result = run_cli("shape-bias", "--suite", "digits", "--db", trained["db"], "--stimuli", tmp_path)
     assert result.code == 2 and "needs a suite of the 16 categories" in result.error_line
+
+
+def test_calibration_of_a_run_whose_predictions_predate_probabilities(trained):
+    """A predictions file of format 1 (no probabilities): the run is evaluated again from its final weights."""
+    store = trained["store"]
+    run = store.list_runs()[0]
+    path = predictions_path(store, run.id)
+    original = path.read_bytes()
+    kept = load_predictions(path)
+    try:
+        save_predictions(path, ClassificationPredictions.from_top_k(kept.top_k, kept.labels, kept.meta))
+        result = run_cli("calibration", "--suite", "digits", "--db", trained["db"], *LIMIT)
+        assert result.code == 0, result.err
+        assert "1 from their final weights" in result.out
+        metrics = evaluations(trained, "calibration")[(run.backbone, "clean")]
+        expected = temperature_scaled(kept.class_probabilities(), kept.labels.astype(int))
+        assert metrics["source"] == "weights" and metrics["ece"] == pytest.approx(expected["ece"], abs=2e-3)
+    finally:
+        path.write_bytes(original)
+        run_cli("calibration", "--suite", "digits", "--db", trained["db"], *LIMIT)  # as the other tests found it

@@ -29,8 +29,9 @@ def test_every_classification_backbone_hands_out_its_last_feature_map(spec):
         features = last_feature_map(model, feature_map, images)
     assert features.ndim == 4 and features.shape[0] == 2 and min(features.shape[-2:]) >= 1
     assert features.shape[-2] == features.shape[-1]  # a square grid for a square image
-    scores = model_scores(model, feature_map, images)  # the ERF's path: the input gradient through that map
-    assert scores.shape == (2, size, size) and torch.isfinite(scores).all() and (scores > 0).any()
+    scores, map_size = model_scores(model, feature_map, images)  # the ERF's path: the input gradient through it
+    assert map_size == list(features.shape[-2:])
+    assert scores.shape == (2, *images.shape[-2:]) and torch.isfinite(scores).all() and (scores > 0).any()
 
 
 def test_the_map_is_the_models_own():

@@ -64,9 +64,18 @@ def evaluate_calibration(store, suite, backbones: list[str] | None = None, seeds
     outcome = CalibrationOutcome()
     kept = {run.id: stored_probabilities(store, run) for run in candidates}
     missing = [run for run in candidates if kept[run.id] is None]
-    selection = select_runs(store, suite, missing, data_root, device, limit) if missing else None
-    runs = [run for run in candidates if kept[run.id] is not None or run in (selection.runs if selection else [])]
-    outcome.runs, outcome.skipped = runs, selection.skipped if selection else []
+    selection = None
+    if missing:
+        try:
+            selection = select_runs(store, suite, missing, data_root, device, limit)
+            outcome.skipped = selection.skipped
+        except VbenchError as exc:  # the others can still be measured from their predictions
+            if len(missing) == len(candidates):
+                raise
+            outcome.skipped = [f"run {run.id} ({run.backbone} seed {run.seed}) keeps no class probabilities and "
+                               f"cannot be evaluated again ({exc}); skipped" for run in missing]
+    outcome.runs = [run for run in candidates if kept[run.id] is not None or (selection and run in selection.runs)]
+    runs = outcome.runs
     console = console or Console()
     with progress_bar(console) as progress:
         bar = progress.add_task(f"{suite.name}: calibration", total=len(runs))

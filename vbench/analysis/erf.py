@@ -63,11 +63,13 @@ def contribution_scores(output_map: torch.Tensor, inputs: torch.Tensor) -> torch
     return gradient.abs().sum(dim=1)
 
 
-def model_scores(model: torch.nn.Module, feature_map: FeatureMap, images: torch.Tensor) -> torch.Tensor:
-    """The contribution scores of a batch of (normalised) images through the model's last feature map."""
+def model_scores(model: torch.nn.Module, feature_map: FeatureMap, images: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The contribution scores [B, H, W] of a batch of (normalised) images through the model's last feature map,
+    and that map's size."""
     inputs = images.detach().float().requires_grad_(True)
     with torch.enable_grad():
-        return contribution_scores(last_feature_map(model, feature_map, inputs), inputs)
+        output_map = last_feature_map(model, feature_map, inputs)
+        return contribution_scores(output_map, inputs), list(output_map.shape[-2:])
 
 
 def mean_scores(batches: Iterable[torch.Tensor], scores_of) -> tuple[np.ndarray, int]:
@@ -173,14 +175,8 @@ def evaluate_erf(store, suite, backbones: list[str] | None = None, seeds: list[i
                 outcome.results.append((run, kept))
                 progress.advance(bar)
                 continue
-            model = run_model(store, task, run, condition)
-            for parameter in model.parameters():
-                parameter.requires_grad_(False)  # only the input's gradient is wanted
-            batches = (x for x, _ in task.batches.eval_batches(test_images, test_labels))
-            matrix, used = mean_scores(batches, lambda x, m=model, f=maps[run.backbone]: model_scores(m, f, x))
-            metrics = {"images": count, "finite_images": used, "feature_map": maps[run.backbone].text,
-                       "map_size": list(_map_size(model, maps[run.backbone], task)), "input_size": list(matrix.shape),
-                       "kernel_size": large_kernel_size(model), **erf_summary(matrix), "matrix": rounded_matrix(matrix)}
+            metrics = measure_erf(run_model(store, task, run, condition), maps[run.backbone], task, test_images,
+                                  test_labels)
             store.put_evaluation(run.id, KIND, condition, metrics)
             outcome.evaluated += 1
             outcome.results.append((run, metrics))
@@ -188,8 +184,21 @@ def evaluate_erf(store, suite, backbones: list[str] | None = None, seeds: list[i
     return outcome
 
 
-def _map_size(model, feature_map: FeatureMap, task) -> tuple[int, int]:
-    with torch.no_grad():
-        sample = next(iter(task.batches.eval_batches(task.data.test_images[:1], task.data.test_labels[:1])))[0]
-        return tuple(int(side) for side in last_feature_map(model, feature_map, sample).shape[-2:])
+def measure_erf(model: torch.nn.Module, feature_map: FeatureMap, task, images: torch.Tensor,
+                labels: torch.Tensor) -> dict:
+    """The ERF of one model over uint8 test ``images`` (normalised as the task evaluates them): the matrix, the
+    area ratios and what they were measured on."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)  # only the input's gradient is wanted
+    sizes = []
+
+    def scores_of(batch: torch.Tensor) -> torch.Tensor:
+        scores, size = model_scores(model, feature_map, batch)
+        sizes.append(size)
+        return scores
+
+    matrix, used = mean_scores((x for x, _ in task.batches.eval_batches(images, labels)), scores_of)
+    return {"images": len(labels), "finite_images": used, "feature_map": feature_map.text, "map_size": sizes[0],
+            "input_size": list(matrix.shape), "kernel_size": large_kernel_size(model), **erf_summary(matrix),
+            "matrix": rounded_matrix(matrix)}
 
