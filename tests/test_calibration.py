@@ -70,3 +70,23 @@ def test_per_class_errors():
     [worst, *_] = errors.worst()
     assert (worst["class"], worst["taken_for"], worst["taken_for_images"]) == (2, 1, 2)
     assert [row["class"] for row in errors.worst()] == [2, 0, 1]  # a class without test images is not listed
+
+
+def test_a_run_page_draws_the_whole_confusion_matrix_or_its_worst_classes():
+    import json
+    import re
+
+    from vbench.leaderboard.behaviour import WORST_SHOWN, confusion_block
+
+    def spec_of(classes: int) -> dict:
+        generator = torch.Generator().manual_seed(0)
+        labels = torch.randint(0, classes, (3000,), generator=generator)
+        logits = torch.randn(3000, classes, generator=generator)
+        logits[torch.arange(1500), labels[:1500]] += 10
+        html = str(confusion_block(ClassificationPredictions.from_logits(logits, labels), classes))
+        return json.loads(re.search(r'id="confusion-spec">(.*?)</script>', html).group(1))
+
+    whole = spec_of(10)["data"][0]
+    assert len(whole["z"]) == 10 and sum(map(sum, whole["z"])) == 3000 and whole["y"] == [str(c) for c in range(10)]
+    worst = spec_of(200)["data"][0]
+    assert len(worst["z"]) == len(worst["y"]) == WORST_SHOWN and len(worst["x"]) >= WORST_SHOWN

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
 from markupsafe import Markup
 
 from vbench.analysis.report import (
@@ -30,20 +31,27 @@ from vbench.reporting.confusion import class_errors
 # RepLKNet draws its heatmaps with matplotlib's RdYlGn: its end and middle colours
 RD_YL_GN = [[0.0, "#a50026"], [0.5, "#ffffbf"], [1.0, "#006837"]]
 CONFUSION_SCALE = "Blues"
+WHOLE_MATRIX_UP_TO = 100  # classes drawn whole on a run page (CIFAR-100); above, the worst classes' rows
+WORST_SHOWN = 30
 
 
-def heatmap_spec(title: str, values, colorscale, z_range: tuple[float, float] | None = None, axes: bool = False,
-                 hover: str = "") -> dict:
-    """One plotly heatmap, row 0 at the top (as an image), square cells."""
-    trace = {"type": "heatmap", "z": [[round(float(v), 4) for v in row] for row in values], "colorscale": colorscale,
-             "showscale": True, "hovertemplate": hover or "row %{y}, column %{x}: %{z}<extra></extra>"}
+def heatmap_spec(title: str, z: list[list], colorscale, z_range: tuple[float, float] | None = None,
+                 labels: tuple[list[str], list[str]] | None = None, hover: str = "") -> dict:
+    """One plotly heatmap, row 0 at the top (as an image), square cells; ``labels``: (columns, rows) named."""
+    trace = {"type": "heatmap", "z": z, "colorscale": colorscale, "showscale": True,
+             "hovertemplate": hover or "row %{y}, column %{x}: %{z}<extra></extra>"}
     if z_range:
         trace["zmin"], trace["zmax"] = z_range
-    axis = {"showticklabels": axes, "ticks": "", "zeroline": False, "showgrid": False}
+    axis = {"showticklabels": labels is not None, "ticks": "", "zeroline": False, "showgrid": False}
+    x_axis, y_axis = dict(axis), dict(axis)
+    if labels:
+        trace["x"], trace["y"] = labels
+        x_axis.update(type="category", side="top")
+        y_axis.update(type="category")
     return {"data": [trace], "layout": {
         "title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
-        "xaxis": {**axis, "constrain": "domain", "side": "top" if axes else "bottom"},
-        "yaxis": {**axis, "autorange": "reversed", "scaleanchor": "x", "constrain": "domain"},
+        "xaxis": {**x_axis, "constrain": "domain"},
+        "yaxis": {**y_axis, "autorange": "reversed", "scaleanchor": "x", "constrain": "domain"},
         "height": 380, "margin": {"l": 40, "r": 16, "t": 48, "b": 24}, "paper_bgcolor": "rgba(0,0,0,0)"}}
 
 
@@ -79,7 +87,8 @@ def receptive_fields(site) -> Iterable[Block]:
         charts = []
         for condition in ("trained", "init"):
             for name, seeds, matrix in erf_matrices(site.store, section.suite, condition, site.backbones):
-                spec = heatmap_spec(f"{name} ({condition}, n={seeds})", scaled(matrix), RD_YL_GN, (0.0, 1.0),
+                values = [[round(float(v), 4) for v in row] for row in scaled(matrix)]
+                spec = heatmap_spec(f"{name} ({condition}, n={seeds})", values, RD_YL_GN, (0.0, 1.0),
                                     hover="row %{y}, column %{x}: %{z:.3f}<extra></extra>")
                 charts.append(chart_html(slug(f"{key}-{name}-{condition}"), spec))
         yield Block(key, section.title, _board(key, section, charts))
@@ -103,10 +112,22 @@ def calibration(site) -> Iterable[Block]:
 
 
 def confusion_block(predictions, num_classes: int | None) -> Markup:
-    """A run page's heatmap of its confusion matrix (rows: true class, columns: top-1 class) and its worst classes."""
+    """A run page's heatmap of its confusion matrix (rows: true class, columns: top-1 class) and its worst classes;
+    with more than ``WHOLE_MATRIX_UP_TO`` classes, the rows of the ``WORST_SHOWN`` worst classes and the columns of
+    the classes they are taken for (a page per run must stay small)."""
     errors = class_errors(predictions, num_classes)
-    spec = heatmap_spec("confusion matrix (rows: true class, columns: predicted)", errors.matrix, CONFUSION_SCALE,
-                        axes=len(errors.matrix) <= 20,
+    worst = errors.worst(WORST_SHOWN)
+    matrix, title = errors.matrix, "confusion matrix (rows: true class, columns: predicted)"
+    rows = columns = list(range(len(matrix)))
+    if len(matrix) > WHOLE_MATRIX_UP_TO:
+        rows = [row["class"] for row in worst]
+        columns = sorted(set(rows) | {row["taken_for"] for row in worst if row["taken_for"] is not None})
+        matrix = matrix[np.ix_(rows, columns)]
+        title = f"confusion of the {len(rows)} worst classes (rows) with the classes they are taken for"
+    named = (None if len(matrix) > 20 and len(rows) == len(errors.matrix)
+             else ([str(c) for c in columns], [str(c) for c in rows]))
+    spec = heatmap_spec(title, matrix.tolist(), CONFUSION_SCALE, labels=named,
                         hover="true %{y}, predicted %{x}: %{z} images<extra></extra>")
-    worst = ", ".join(f"class {row['class']} {row['accuracy']:.1f}%" for row in errors.worst())
-    return chart_html("confusion", spec, css="chart wide") + Markup('<p class="meta">Worst classes: {}</p>').format(worst)
+    listed = ", ".join(f"class {row['class']} {row['accuracy']:.1f}%" for row in worst[:5])
+    return chart_html("confusion", spec, css="chart wide") \
+        + Markup('<p class="meta">Worst classes: {}</p>').format(listed)

@@ -175,7 +175,7 @@ def confusion_html(run, folders: ArtifactFolders) -> Markup | None:
     if path is None:
         return None
     try:
-        predictions = load_predictions(path)
+        predictions = load_predictions(path, probabilities=False)
     except VbenchError:
         return None
     return confusion_block(predictions, run.num_classes) if isinstance(predictions, ClassificationPredictions) else None

@@ -70,7 +70,7 @@ def run_record(store, run) -> dict:
               "files": {kind: str(path) for kind, path in files.items()}}
     if "predictions" in files:
         try:
-            predictions = load_predictions(files["predictions"])
+            predictions = load_predictions(files["predictions"], probabilities=False)
         except VbenchError as exc:  # a damaged file: the rest of the record is still worth showing
             record["per_class"] = {"error": str(exc)}
         else:

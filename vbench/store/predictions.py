@@ -224,8 +224,9 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def load_predictions(path: str | Path) -> Predictions:
-    """Read a file written by :func:`save_predictions`."""
+def load_predictions(path: str | Path, probabilities: bool = True) -> Predictions:
+    """Read a file written by :func:`save_predictions` (without its class probabilities where they are not
+    needed: they are most of a file)."""
     path = Path(path)
     if not path.is_file():
         raise VbenchError(f"no per-image predictions at {path}; the run's final evaluation did not keep them")
@@ -236,8 +237,8 @@ def load_predictions(path: str | Path) -> Predictions:
                 raise VbenchError(f"{path} has predictions format {header.get('format')!r}; this vbench reads "
                                   f"formats {', '.join(map(str, READABLE_FORMATS))}")
             if header.get("kind") == "classification":
-                optional = {name: archive[name] for name in ("probabilities", "top_k_probabilities",
-                                                             "label_probability") if name in archive.files}
+                kept = ("probabilities", "top_k_probabilities", "label_probability") if probabilities else ()
+                optional = {name: archive[name] for name in kept if name in archive.files}
                 return ClassificationPredictions(archive["top_k"], archive["labels"], header["meta"], **optional,
                                                  num_classes=header.get("num_classes"))
             return SegmentationPredictions(archive["intersection"], archive["union"], archive["label"],
