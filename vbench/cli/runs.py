@@ -180,7 +180,8 @@ def _worst_classes_table(per_class: dict):
     for column in ("class", "test images", "accuracy", "most often taken for"):
         table.add_column(column, justify="right")
     for row in per_class["worst"]:
-        taken = "-" if row["taken_for"] is None else f"class {row['taken_for']} ({row['taken_for_images']} images)"
+        count = row["taken_for_images"]
+        taken = "-" if row["taken_for"] is None else f"class {row['taken_for']} ({count} image{'s' * (count != 1)})"
         table.add_row(str(row["class"]), str(row["images"]), f"{row['accuracy']:.1f}%", taken)
     return table
 

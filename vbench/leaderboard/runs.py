@@ -183,13 +183,13 @@ def confusion_html(run, folders: ArtifactFolders) -> Markup | None:
 
 def run_page_context(run, steps_json: list, group_href: str | None, folders: ArtifactFolders, cache: dict) -> dict:
     data = flatten(run.data or {})
-    return dict(confusion=confusion_html(run, folders),
+    return dict(
         title=f"Run {run.id}", run=run,
         final=[(name, value_text(value)) for name, value in (run.metrics or {}).items()],
         summary=pairs_html(summary_pairs(run, group_href)), environment=pairs_html(environment_pairs(run)),
         data=pairs_html(data) if data else None, files=pairs_html(file_pairs(folders, run.id)),
         curve=curve_payload(run, steps_json, cache.setdefault("layouts", {})), evaluated=len(steps_json),
-        recipe=recipe_html(run, cache.setdefault("recipes", {})))
+        recipe=recipe_html(run, cache.setdefault("recipes", {})), confusion=confusion_html(run, folders))
 
 
 def _write_runs(folder: Path, site, nav_site: dict, runs: list, advance=None) -> None:
