@@ -14,6 +14,11 @@ from vit_pytorch.cross_vit import CrossViT
 
 from vbench.models.registry import register_backbone
 
+# The last spatial feature map (vbench.models.feature_map): both branches' tokens after the multi-scale encoder,
+# class tokens dropped; the branches share the patch size here, so their grids are one map (channels side by
+# side).
+FEATURE_MAP = "tokens:multi_scale_encoder"
+
 
 def build_crossvit(
     name: str, img_size: int, num_classes: int, *, dim: int, patch_size: int | None = None, **config
@@ -28,14 +33,14 @@ def build_crossvit(
     return CrossViT(image_size=img_size, num_classes=num_classes, **config)
 
 
-@register_backbone("crossvit-t", family="crossvit", paper_names=["CrossViT-T"])
+@register_backbone("crossvit-t", family="crossvit", paper_names=["CrossViT-T"], feature_map=FEATURE_MAP)
 def crossvit_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """CrossViT-T of the LKCA paper: vit-pytorch CrossViT, both branches dim 102, 2 multi-scale blocks."""
     config = dict(dim=102, cross_attn_depth=1, depth=2)
     return build_crossvit("crossvit-t", img_size, num_classes, **{**config, **overrides})
 
 
-@register_backbone("crossvit-s", family="crossvit", paper_names=["CrossViT-S"])
+@register_backbone("crossvit-s", family="crossvit", paper_names=["CrossViT-S"], feature_map=FEATURE_MAP)
 def crossvit_s(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """CrossViT-S of the LKCA paper: vit-pytorch CrossViT, both branches dim 128, 3 multi-scale blocks."""
     config = dict(dim=128, cross_attn_depth=2, depth=3)

@@ -14,6 +14,10 @@ from vit_pytorch.cvt import CvT
 
 from vbench.models.registry import register_backbone
 
+# The last spatial feature map (vbench.models.feature_map): the last convolutional-transformer stage, before the
+# pooling head.
+FEATURE_MAP = "map:layers"
+
 STAGE_KEYS = ("emb_dim", "emb_kernel", "emb_stride", "heads", "depth")
 
 
@@ -26,7 +30,7 @@ def build_cvt(num_classes: int, *, stages: tuple[tuple[int, ...], ...], **overri
     return CvT(num_classes=num_classes, **{**config, **overrides})
 
 
-@register_backbone("cvt-b", family="cvt", paper_names=["CvT-B"])
+@register_backbone("cvt-b", family="cvt", paper_names=["CvT-B"], feature_map=FEATURE_MAP)
 def cvt_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """CvT-B of the LKCA paper: vit-pytorch CvT, stages of width 32/96/192, depths 1/2/10."""
     # (dim, embedding kernel, embedding stride, heads, depth) per stage

@@ -21,6 +21,10 @@ from vbench.backbones.vit import small_vit
 from vbench.errors import VbenchError
 from vbench.models.registry import register_backbone
 
+# The last spatial feature map (vbench.models.feature_map): the token grid of the last block, through timm's
+# forward_intermediates.
+FEATURE_MAP = "timm"
+
 LSKA_DEFAULT_KERNEL = 23  # LKA's receptive field (5 + (7-1)*3), so lka-* and lska-* see the same window
 
 
@@ -107,19 +111,20 @@ def attention_vit(img_size, num_classes, *, dim, depth, heads, make_attention, m
     )
 
 
-@register_backbone("lka-t", family="lka", in_paper=False, accepts=("drop_path_rate",))
+@register_backbone("lka-t", family="lka", in_paper=False, accepts=("drop_path_rate",), feature_map=FEATURE_MAP)
 def lka_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """VAN's LKA as the token mixer in the LKCA-T chassis (dim 136, depth 9); not in the LKCA paper."""
     return attention_vit(img_size, num_classes, dim=136, depth=9, heads=8, make_attention=LKA, **overrides)
 
 
-@register_backbone("lka-b", family="lka", in_paper=False, accepts=("drop_path_rate",))
+@register_backbone("lka-b", family="lka", in_paper=False, accepts=("drop_path_rate",), feature_map=FEATURE_MAP)
 def lka_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """VAN's LKA as the token mixer in the LKCA-B chassis (dim 210, depth 10); not in the LKCA paper."""
     return attention_vit(img_size, num_classes, dim=210, depth=10, heads=10, make_attention=LKA, **overrides)
 
 
-@register_backbone("lska-t", family="lska", in_paper=False, accepts=("drop_path_rate", "lska_kernel"))
+@register_backbone("lska-t", family="lska", in_paper=False, accepts=("drop_path_rate", "lska_kernel"),
+                   feature_map=FEATURE_MAP)
 def lska_t(img_size: int = 32, num_classes: int = 10, lska_kernel: int = LSKA_DEFAULT_KERNEL, **overrides):
     """LSKA (override lska_kernel, default 23) in the LKCA-T chassis; not in the LKCA paper."""
     return attention_vit(
@@ -128,7 +133,8 @@ def lska_t(img_size: int = 32, num_classes: int = 10, lska_kernel: int = LSKA_DE
     )
 
 
-@register_backbone("lska-b", family="lska", in_paper=False, accepts=("drop_path_rate", "lska_kernel"))
+@register_backbone("lska-b", family="lska", in_paper=False, accepts=("drop_path_rate", "lska_kernel"),
+                   feature_map=FEATURE_MAP)
 def lska_b(img_size: int = 32, num_classes: int = 10, lska_kernel: int = LSKA_DEFAULT_KERNEL, **overrides):
     """LSKA (override lska_kernel, default 23) in the LKCA-B chassis; not in the LKCA paper."""
     return attention_vit(

@@ -21,6 +21,10 @@ from vbench.backbones.vit import CHASSIS_NAME, plain_encoder, small_vit
 from vbench.errors import VbenchError
 from vbench.models.registry import register_backbone
 
+# The last spatial feature map (vbench.models.feature_map): the token grid of the last block, through timm's
+# forward_intermediates.
+FEATURE_MAP = "timm"
+
 VIEWS = ("conv", "matrix", "auto")
 # Faster view per device type, from benchmarks/lkca_op.py (see its docstring for the measured table).
 FASTER_VIEW = {"cpu": "matrix", "cuda": "matrix"}
@@ -139,55 +143,59 @@ def _lkca(img_size, num_classes, dim, depth, heads, mlp_ratio=2.0, **overrides) 
     return lkca_vit(img_size, num_classes, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, **overrides)
 
 
-@register_backbone("lkca-b", family="lkca", accepts=ACCEPTS, paper_names=["ViT-LKCA", "LKCA-B"], aliases=["vit-lkca"])
+@register_backbone("lkca-b", family="lkca", accepts=ACCEPTS, paper_names=["ViT-LKCA", "LKCA-B"], aliases=["vit-lkca"],
+                   feature_map=FEATURE_MAP)
 def lkca_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """LKCA-B, ViT-LKCA of the LKCA paper (dim 210, depth 10, 10 heads)."""
     return _lkca(img_size, num_classes, 210, 10, 10, **overrides)
 
 
-@register_backbone("vit-0.5m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/0.5M-LKCA"], aliases=["vit-05m-lkca"])
+@register_backbone("vit-0.5m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/0.5M-LKCA"], aliases=["vit-05m-lkca"],
+                   feature_map=FEATURE_MAP)
 def vit_05m_lkca(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/0.5M-LKCA of the LKCA paper (dim 100, depth 8, 4 heads)."""
     return _lkca(img_size, num_classes, 100, 8, 4, **overrides)
 
 
-@register_backbone("lkca-t", family="lkca", accepts=ACCEPTS, paper_names=["ViT/1M-LKCA", "LKCA-T"], aliases=["vit-1m-lkca"])
+@register_backbone("lkca-t", family="lkca", accepts=ACCEPTS, paper_names=["ViT/1M-LKCA", "LKCA-T"], aliases=["vit-1m-lkca"],
+                   feature_map=FEATURE_MAP)
 def lkca_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """LKCA-T, ViT/1M-LKCA of the LKCA paper (dim 136, depth 9, 8 heads)."""
     return _lkca(img_size, num_classes, 136, 9, 8, **overrides)
 
 
-@register_backbone("vit-2m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/2M-LKCA"])
+@register_backbone("vit-2m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/2M-LKCA"], feature_map=FEATURE_MAP)
 def vit_2m_lkca(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/2M-LKCA of the LKCA paper (dim 192, depth 9, 12 heads)."""
     return _lkca(img_size, num_classes, 192, 9, 12, **overrides)
 
 
-@register_backbone("vit-4m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/4M-LKCA"])
+@register_backbone("vit-4m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/4M-LKCA"], feature_map=FEATURE_MAP)
 def vit_4m_lkca(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/4M-LKCA of the LKCA paper (dim 246, depth 11, 6 heads)."""
     return _lkca(img_size, num_classes, 246, 11, 6, **overrides)
 
 
-@register_backbone("vit-8m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/8M-LKCA"])
+@register_backbone("vit-8m-lkca", family="lkca", accepts=ACCEPTS, paper_names=["ViT/8M-LKCA"], feature_map=FEATURE_MAP)
 def vit_8m_lkca(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/8M-LKCA of the LKCA paper (dim 306, depth 14, 6 heads)."""
     return _lkca(img_size, num_classes, 306, 14, 6, **overrides)
 
 
-@register_backbone("lkca-l", family="lkca", accepts=ACCEPTS, paper_names=["LKCA-L"], aliases=["vit-12m-lkca"])
+@register_backbone("lkca-l", family="lkca", accepts=ACCEPTS, paper_names=["LKCA-L"], aliases=["vit-12m-lkca"],
+                   feature_map=FEATURE_MAP)
 def lkca_l(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """LKCA-L of the LKCA paper (dim 360, depth 12, 8 heads, MLP ratio 3)."""
     return _lkca(img_size, num_classes, 360, 12, 8, mlp_ratio=3.0, **overrides)
 
 
-@register_backbone("lkca-hybrid-t", family="lkca-hybrid", accepts=ACCEPTS, in_paper=False)
+@register_backbone("lkca-hybrid-t", family="lkca-hybrid", accepts=ACCEPTS, in_paper=False, feature_map=FEATURE_MAP)
 def lkca_hybrid_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """MSA + LKCA + MLP layers (LKCA paper, section 3.2.3; not in its tables), sized like LKCA-T (dim 128, depth 6)."""
     return hybrid_vit(img_size, num_classes, dim=128, depth=6, heads=8, **overrides)
 
 
-@register_backbone("lkca-hybrid-b", family="lkca-hybrid", accepts=ACCEPTS, in_paper=False)
+@register_backbone("lkca-hybrid-b", family="lkca-hybrid", accepts=ACCEPTS, in_paper=False, feature_map=FEATURE_MAP)
 def lkca_hybrid_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """MSA + LKCA + MLP layers (LKCA paper, section 3.2.3; not in its tables), sized like LKCA-B (dim 210, depth 6)."""
     return hybrid_vit(img_size, num_classes, dim=210, depth=6, heads=10, **overrides)

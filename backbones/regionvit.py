@@ -16,6 +16,10 @@ from vit_pytorch.regionvit import RegionViT
 
 from vbench.models.registry import register_backbone
 
+# The last spatial feature map (vbench.models.feature_map): the last stage's regional tokens (a map), which the
+# head pools; every size here has four stages.
+FEATURE_MAP = "map:layers.3.2[1]"
+
 SUPPORTED_SIZES = (32, 64)
 
 
@@ -27,21 +31,21 @@ def build_regionvit(name: str, img_size: int, num_classes: int, **config) -> nn.
     return RegionViT(num_classes=num_classes, **config)
 
 
-@register_backbone("regionvit-t", family="regionvit", paper_names=["RegionViT-T"])
+@register_backbone("regionvit-t", family="regionvit", paper_names=["RegionViT-T"], feature_map=FEATURE_MAP)
 def regionvit_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """RegionViT-T of the LKCA paper: vit-pytorch RegionViT, dims (48, 72, 108, 112), depths (1, 1, 2, 1)."""
     config = dict(dim=(48, 72, 108, 112), depth=(1, 1, 2, 1))
     return build_regionvit("regionvit-t", img_size, num_classes, **{**config, **overrides})
 
 
-@register_backbone("regionvit-s", family="regionvit", paper_names=["RegionViT-S"])
+@register_backbone("regionvit-s", family="regionvit", paper_names=["RegionViT-S"], feature_map=FEATURE_MAP)
 def regionvit_s(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """RegionViT-S of the LKCA paper: vit-pytorch RegionViT, dims (48, 96, 128, 256), depths (1, 2, 3, 2)."""
     config = dict(dim=(48, 96, 128, 256), depth=(1, 2, 3, 2))
     return build_regionvit("regionvit-s", img_size, num_classes, **{**config, **overrides})
 
 
-@register_backbone("regionvit-b", family="regionvit", paper_names=["RegionViT-B"])
+@register_backbone("regionvit-b", family="regionvit", paper_names=["RegionViT-B"], feature_map=FEATURE_MAP)
 def regionvit_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """RegionViT-B of the LKCA paper: vit-pytorch RegionViT, dims (64, 128, 256, 512), depths (2, 2, 8, 2)."""
     config = dict(dim=(64, 128, 256, 512), depth=(2, 2, 8, 2))

@@ -27,13 +27,18 @@ from vbench.backbones._timm_pyramid import TimmPyramid
 
 from vbench.models.registry import register_backbone
 
+# The last spatial feature maps (vbench.models.feature_map): the last stage, before the pooling head.
+TIMM_FEATURE_MAP = "timm"  # timm's forward_intermediates
+CIFAR_FEATURE_MAP = "map:stages"
+
 
 def conv_relu_init_(conv: nn.Conv2d) -> None:
     """The He initialisation timm gives the convolutions it builds itself."""
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
 
 
-@register_backbone("resnet18-cifar", family="resnet", in_paper=False, accepts=("drop_path_rate",))
+@register_backbone("resnet18-cifar", family="resnet", in_paper=False, accepts=("drop_path_rate",),
+                   feature_map=TIMM_FEATURE_MAP)
 def resnet18_cifar(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """Not from the paper: CIFAR-style ResNet-18 (timm ResNet-18, 3x3 stride-1 stem, no max-pool)."""
     model = timm.create_model("resnet18", pretrained=False, num_classes=num_classes, **overrides)
@@ -91,7 +96,7 @@ class CifarResNet(nn.Module):
         return self.head(torch.flatten(self.pool(x), 1))
 
 
-@register_backbone("resnet56-cifar", family="resnet", in_paper=False)
+@register_backbone("resnet56-cifar", family="resnet", in_paper=False, feature_map=CIFAR_FEATURE_MAP)
 def resnet56_cifar(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """Not from the paper: the classic CIFAR ResNet-56 of He et al. (3 stages x 9 basic blocks, 16/32/64)."""
     return CifarResNet(num_classes=num_classes, **overrides)

@@ -21,6 +21,9 @@ from vbench.backbones._timm_pyramid import TimmPyramid
 
 from vbench.models.registry import register_backbone
 
+# The last spatial feature map (vbench.models.feature_map): the last stage (timm's forward_intermediates, NCHW).
+FEATURE_MAP = "timm"
+
 TOKEN_GRID = 16
 
 
@@ -47,14 +50,16 @@ def build_swin(name: str, img_size: int, num_classes: int, **config) -> nn.Modul
     return SwinTransformer(img_size=img_size, num_classes=num_classes, **config)
 
 
-@register_backbone("swin-t", family="swin", paper_names=["Swin-T"], accepts=("drop_path_rate",))
+@register_backbone("swin-t", family="swin", paper_names=["Swin-T"], accepts=("drop_path_rate",),
+                   feature_map=FEATURE_MAP)
 def swin_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """Swin-T of the LKCA paper: timm SwinTransformer + absolute position embedding, embed 64, depths 1/2/1."""
     config = dict(embed_dim=64, depths=(1, 2, 1), num_heads=(2, 4, 8))
     return build_swin("swin-t", img_size, num_classes, **{**config, **overrides})
 
 
-@register_backbone("swin-s", family="swin", paper_names=["Swin-S"], accepts=("drop_path_rate",))
+@register_backbone("swin-s", family="swin", paper_names=["Swin-S"], accepts=("drop_path_rate",),
+                   feature_map=FEATURE_MAP)
 def swin_s(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """Swin-S of the LKCA paper: timm SwinTransformer + absolute position embedding, embed 84, depths 1/3/2."""
     config = dict(embed_dim=84, depths=(1, 3, 2), num_heads=(3, 6, 12))

@@ -14,6 +14,10 @@ from vit_pytorch.t2t import T2TViT, conv_output_size
 
 from vbench.models.registry import register_backbone
 
+# The last spatial feature map (vbench.models.feature_map): the tokens of the last layer, class token dropped
+# (the grid the soft splits leave).
+FEATURE_MAP = "tokens:transformer"
+
 
 class T2TViTWithNormHead(T2TViT):
     """vit-pytorch's T2TViT with the LayerNorm + Linear head of the paper's model."""
@@ -40,21 +44,21 @@ def build_t2t(name: str, img_size: int, num_classes: int, **config) -> nn.Module
     return T2TViTWithNormHead(image_size=img_size, num_classes=num_classes, pool="cls", **config)
 
 
-@register_backbone("t2t-t", family="t2t", paper_names=["T2T-T"])
+@register_backbone("t2t-t", family="t2t", paper_names=["T2T-T"], feature_map=FEATURE_MAP)
 def t2t_t(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """T2T-T of the LKCA paper: vit-pytorch T2TViT, one (11, 8) T2T layer, dim 128, depth 10, 4 heads."""
     config = dict(dim=128, depth=10, heads=4, mlp_dim=128, dim_head=32, t2t_layers=((11, 8),))
     return build_t2t("t2t-t", img_size, num_classes, **{**config, **overrides})
 
 
-@register_backbone("t2t-s", family="t2t", paper_names=["T2T-S"])
+@register_backbone("t2t-s", family="t2t", paper_names=["T2T-S"], feature_map=FEATURE_MAP)
 def t2t_s(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """T2T-S of the LKCA paper: vit-pytorch T2TViT, T2T layers (11, 8), (7, 4), dim 96, depth 3, 4 heads."""
     config = dict(dim=96, depth=3, heads=4, mlp_dim=96, dim_head=24, t2t_layers=((11, 8), (7, 4)))
     return build_t2t("t2t-s", img_size, num_classes, **{**config, **overrides})
 
 
-@register_backbone("t2t-b", family="t2t", paper_names=["T2T-B"])
+@register_backbone("t2t-b", family="t2t", paper_names=["T2T-B"], feature_map=FEATURE_MAP)
 def t2t_b(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """T2T-B of the LKCA paper: vit-pytorch T2TViT, T2T layers (7, 4), (3, 2), (2, 1), dim 256, depth 8."""
     config = dict(dim=256, depth=8, heads=4, mlp_dim=256, dim_head=64, t2t_layers=((7, 4), (3, 2), (2, 1)))

@@ -19,6 +19,9 @@ from vit_pytorch.twins_svt import TwinsSVT
 
 from vbench.models.registry import register_backbone
 
+# The last spatial feature map (vbench.models.feature_map): the last stage's map, before the pooling head.
+FEATURE_MAP = "map:layers.3"
+
 STAGES = ("s1", "s2", "s3", "s4")
 SIZE_STEP = 64  # 3 stride-2 patchings before the last local-attention stage, times its 8x8 window
 
@@ -34,14 +37,16 @@ def build_twins_svt(
     return TwinsSVT(num_classes=num_classes, peg_kernel_size=3, **{**config, **overrides})
 
 
-@register_backbone("twins-svt-s", family="twins", paper_names=["Twins_SVT-S"], aliases=["twinssvt-s"])
+@register_backbone("twins-svt-s", family="twins", paper_names=["Twins_SVT-S"], aliases=["twinssvt-s"],
+                   feature_map=FEATURE_MAP)
 def twins_svt_s(img_size: int = 64, num_classes: int = 10, **overrides) -> nn.Module:
     """Twins_SVT-S of the LKCA paper: vit-pytorch TwinsSVT, dims (16, 16, 24, 48), depths (1, 1, 2, 1), 64x64+."""
     config = dict(emb_dims=(16, 16, 24, 48), depths=(1, 1, 2, 1))
     return build_twins_svt("twins-svt-s", img_size, num_classes, **{**config, **overrides})
 
 
-@register_backbone("twins-svt-b", family="twins", paper_names=["Twins_SVT-B"], aliases=["twinssvt-b"])
+@register_backbone("twins-svt-b", family="twins", paper_names=["Twins_SVT-B"], aliases=["twinssvt-b"],
+                   feature_map=FEATURE_MAP)
 def twins_svt_b(img_size: int = 64, num_classes: int = 10, **overrides) -> nn.Module:
     """Twins_SVT-B of the LKCA paper: vit-pytorch TwinsSVT, dims (16, 32, 64, 128), depths (1, 1, 3, 2), 64x64+."""
     config = dict(emb_dims=(16, 32, 64, 128), depths=(1, 1, 3, 2))

@@ -18,6 +18,10 @@ from timm.models.vision_transformer import Attention, VisionTransformer
 from vbench.backbones._sizes import require_img_size, token_patch_size
 
 from vbench.models.registry import register_backbone
+
+# The last spatial feature map (vbench.models.feature_map): the token grid of the last block (timm's
+# forward_intermediates drops the class token).
+FEATURE_MAP = "timm"
 from vbench.segmentation.heads import MultiLevelNeck
 
 CHASSIS_NAME = "this ViT-chassis model"
@@ -80,37 +84,40 @@ def _vit(img_size: int, num_classes: int, dim: int, depth: int, heads: int, **ov
     return small_vit(img_size, num_classes, dim=dim, depth=depth, heads=heads, **overrides)
 
 
-@register_backbone("vit-small", family="vit", accepts=ACCEPTS, paper_names=["ViT", "ViT-Small"], aliases=["vit"])
+@register_backbone("vit-small", family="vit", accepts=ACCEPTS, paper_names=["ViT", "ViT-Small"], aliases=["vit"],
+                   feature_map=FEATURE_MAP)
 def vit_small(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT-Small of the LKCA paper (dim 192, depth 9, 12 heads)."""
     return _vit(img_size, num_classes, 192, 9, 12, **overrides)
 
 
-@register_backbone("vit-0.5m", family="vit", accepts=ACCEPTS, paper_names=["ViT/0.5M"], aliases=["vit-05m"])
+@register_backbone("vit-0.5m", family="vit", accepts=ACCEPTS, paper_names=["ViT/0.5M"], aliases=["vit-05m"],
+                   feature_map=FEATURE_MAP)
 def vit_05m(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/0.5M of the LKCA paper (dim 120, depth 4, 4 heads)."""
     return _vit(img_size, num_classes, 120, 4, 4, **overrides)
 
 
-@register_backbone("vit-lite", family="vit", accepts=ACCEPTS, paper_names=["ViT/1M", "ViT-Lite"], aliases=["vit-1m"])
+@register_backbone("vit-lite", family="vit", accepts=ACCEPTS, paper_names=["ViT/1M", "ViT-Lite"], aliases=["vit-1m"],
+                   feature_map=FEATURE_MAP)
 def vit_lite(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT-Lite, ViT/1M of the LKCA paper (dim 136, depth 7, 8 heads)."""
     return _vit(img_size, num_classes, 136, 7, 8, **overrides)
 
 
-@register_backbone("vit-2m", family="vit", accepts=ACCEPTS, paper_names=["ViT/2M"])
+@register_backbone("vit-2m", family="vit", accepts=ACCEPTS, paper_names=["ViT/2M"], feature_map=FEATURE_MAP)
 def vit_2m(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/2M of the LKCA paper (dim 200, depth 6, 8 heads)."""
     return _vit(img_size, num_classes, 200, 6, 8, **overrides)
 
 
-@register_backbone("vit-4m", family="vit", accepts=ACCEPTS, paper_names=["ViT/4M"])
+@register_backbone("vit-4m", family="vit", accepts=ACCEPTS, paper_names=["ViT/4M"], feature_map=FEATURE_MAP)
 def vit_4m(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/4M of the LKCA paper (dim 264, depth 7, 8 heads)."""
     return _vit(img_size, num_classes, 264, 7, 8, **overrides)
 
 
-@register_backbone("vit-8m", family="vit", accepts=ACCEPTS, paper_names=["ViT/8M"])
+@register_backbone("vit-8m", family="vit", accepts=ACCEPTS, paper_names=["ViT/8M"], feature_map=FEATURE_MAP)
 def vit_8m(img_size: int = 32, num_classes: int = 10, **overrides) -> nn.Module:
     """ViT/8M of the LKCA paper (dim 312, depth 10, 8 heads)."""
     return _vit(img_size, num_classes, 312, 10, 8, **overrides)

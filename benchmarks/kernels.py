@@ -20,9 +20,15 @@ forward+backward time, the median over interleaved rounds (every point once per 
 noise spreads over all points); peak memory of one forward+backward: on the CPU the growth of the peak
 resident set (VmHWM) of a fresh process per point over its resident set before the step (after a
 batch-1 warm-up, with glibc's mmap threshold fixed at 64 KiB so that freed buffers leave the resident
-set), on a GPU the growth of torch.cuda.max_memory_allocated. Prints a table, writes a CSV and a 2x2 plot (PNG, SVG).
+set), on a GPU the growth of torch.cuda.max_memory_allocated; and the effective receptive field at initialisation
+(``vbench.analysis.erf``, RepLKNet's method): random tokens on a larger grid (default 64x64, so that even k = 53
+fits inside it), the gradient of the central output token's ReLU-ed channels summed, its high-contribution area
+ratios at t = 20%, 30%, 50% and 99% (the share of the grid inside the smallest centred square holding more than t
+of the log-scaled scores). Prints the tables, writes a CSV, a 2x2 plot of the costs and a plot of the ERF ratios
+(PNG, SVG).
 
     python benchmarks/kernels.py [--dim 64] [--grid 32] [--batch 8] [--rounds 7] [--device cpu] [--threads 1]
+                                 [--erf-grid 64] [--erf-samples 8] [--no-erf]
     vbench bench kernels -- --rounds 7
 """
 
@@ -47,6 +53,7 @@ from _timing import argument_parser, sync  # noqa: E402
 from vbench.backbones.large_kernel_attention import LKA, LSKA, SpatialAttentionMixer  # noqa: E402
 from vbench.backbones.lkca import LKCA  # noqa: E402
 
+from vbench.analysis.erf import THRESHOLDS, contribution_scores, erf_summary, threshold_key  # noqa: E402
 from vbench.errors import VbenchError  # noqa: E402
 from vbench.parse import parse_list, positive_int  # noqa: E402
 
@@ -143,6 +150,23 @@ def cuda_memory(step, device: torch.device) -> dict:
     return {"memory_mb": (torch.cuda.max_memory_allocated(device) - before) / 2**20}
 
 
+def erf_key(threshold: float) -> str:
+    return f"erf_{round(threshold * 100)}"
+
+
+def mixer_erf(mixer: str, kernel: int, args) -> dict:
+    """The ERF area ratios (%) of one mixer at initialisation, on random tokens of an ``erf_grid`` grid."""
+    torch.manual_seed(0)
+    grid, samples = args.erf_grid, args.erf_samples
+    module = build_mixer_on_cpu(mixer, kernel, args)
+    inputs = torch.randn(samples, args.dim, grid, grid, requires_grad=True)
+    outputs = module.mixer(inputs.flatten(2).transpose(1, 2), hw=(grid, grid))
+    output_map = outputs.transpose(1, 2).reshape(samples, -1, grid, grid)
+    matrix = contribution_scores(output_map, inputs).mean(dim=0).double().numpy()
+    summary = erf_summary(matrix)
+    return {erf_key(t): 100.0 * summary[threshold_key(t)] for t in THRESHOLDS}
+
+
 def interleaved_times(points: dict, device: torch.device, rounds: int, warmup: int = 2) -> dict:
     """Median milliseconds per point; each round times every point once, in a rotated order."""
     keys = list(points)
@@ -178,6 +202,8 @@ def run(args) -> list[dict]:
         row["time_ms"] = medians[key]
         if args.memory:
             row.update(cpu_memory(*key, args) if device.type == "cpu" else cuda_memory(steps[key], device))
+        if args.erf:
+            row.update(mixer_erf(*key, args), erf_grid=args.erf_grid)
     return rows
 
 
@@ -212,6 +238,22 @@ def print_table(rows: list[dict], args) -> None:
         ratio = ratios(rows, kernel)
         if ratio:
             console.print(f"LKA / LSKA at k={kernel}: " + ", ".join(f"{name} {value:.2f}x" for name, value in ratio.items()))
+    if args.erf:
+        erf = Table(title=f"ERF at initialisation: high-contribution area ratio (% of a {args.erf_grid}x{args.erf_grid} "
+                          f"grid), {args.erf_samples} random inputs")
+        for column in ("mixer", "k", *(f"t={round(t * 100)}%" for t in THRESHOLDS)):
+            erf.add_column(column, justify="left" if column == "mixer" else "right")
+        for row in rows:
+            erf.add_row(row["mixer"], str(row["kernel"]), *(f"{row[erf_key(t)]:.2f}" for t in THRESHOLDS))
+        console.print(erf)
+        for mixer in dict.fromkeys(row["mixer"] for row in rows):
+            console.print(f"{mixer}: ERF ratio grows with k at every threshold: {grows_with_kernel(rows, mixer)}")
+
+
+def grows_with_kernel(rows: list[dict], mixer: str) -> bool:
+    """Whether the mixer's ERF area ratio rises from each kernel size to the next, at every threshold."""
+    points = sorted((row["kernel"], row) for row in rows if row["mixer"] == mixer)
+    return all(b[erf_key(t)] > a[erf_key(t)] for t in THRESHOLDS for (_, a), (_, b) in zip(points, points[1:]))
 
 
 def write_outputs(rows: list[dict], output: Path, device: str) -> list[Path]:
@@ -256,6 +298,30 @@ def write_outputs(rows: list[dict], output: Path, device: str) -> list[Path]:
         figure.savefig(path)
         written.append(path)
     plt.close(figure)
+    if erf_key(THRESHOLDS[0]) in rows[0]:
+        written += erf_figure(plt, rows, output, device)
+    return written
+
+
+def erf_figure(plt, rows: list[dict], output: Path, device: str) -> list[Path]:
+    figure, axes = plt.subplots(1, len(THRESHOLDS), figsize=(4 * len(THRESHOLDS), 3.6), layout="constrained")
+    for axis, threshold in zip(axes, THRESHOLDS):
+        for mixer in dict.fromkeys(row["mixer"] for row in rows):
+            points = [(row["kernel"], row[erf_key(threshold)]) for row in rows if row["mixer"] == mixer]
+            axis.plot(*zip(*points), marker="o", label=mixer)
+        axis.set_title(f"t = {round(threshold * 100)}%")
+        axis.set_xlabel("kernel size k")
+        axis.set_ylabel("area ratio (% of the grid)")
+        axis.set_xticks(sorted({row["kernel"] for row in rows}))
+        axis.grid(True, alpha=0.3)
+    axes[0].legend()
+    figure.suptitle(f"ERF at initialisation, grid {rows[0]['erf_grid']}x{rows[0]['erf_grid']}, {device}")
+    written = []
+    for extension in ("png", "svg"):
+        path = output / f"kernels-{device}-erf.{extension}"
+        figure.savefig(path)
+        written.append(path)
+    plt.close(figure)
     return written
 
 
@@ -273,6 +339,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1: steadier on a shared machine)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory points")
+    parser.add_argument("--erf-grid", type=int, default=64, help="token grid of the ERF points (default 64)")
+    parser.add_argument("--erf-samples", type=int, default=8, help="random inputs the ERF is averaged over")
+    parser.add_argument("--no-erf", dest="erf", action="store_false", help="skip the ERF points")
     parser.add_argument("--output", type=Path, default=Path("results/bench/kernels"))
     parser.add_argument("--child-memory", nargs=2, metavar=("MIXER", "KERNEL"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)

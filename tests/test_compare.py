@@ -12,6 +12,7 @@ from plugins import FAST, write_plugin
 from scipy import stats
 
 from vbench.data.fixtures import write_fixture
+from vbench.reporting.calibration import calibration_metrics
 from vbench.store import open_store
 from vbench.store.artifacts import predictions_path
 from vbench.store.predictions import load_predictions
@@ -44,7 +45,7 @@ def stored(trained) -> tuple[dict, dict]:
 def test_paired_interval_and_per_image_tests_agree_with_scipy(trained):
     result = compare(trained, "--format", "json")
     assert result.code == 0, result.err
-    seeds_section, images_section = json.loads(result.out)["sections"]
+    seeds_section, images_section, calibration_section = json.loads(result.out)["sections"]
     [summary] = seeds_section["rows"]
     runs, predictions = stored(trained)
     a = [runs["tiny-test", s].metrics["top1"] for s in (0, 1)]
@@ -65,6 +66,12 @@ def test_paired_interval_and_per_image_tests_agree_with_scipy(trained):
         assert pair["difference"] == pytest.approx(100 * (right_a.mean() - right_b.mean()))
         assert pair["low"] <= pair["difference"] <= pair["high"]
     assert compare(trained, "--format", "json").out == result.out  # the bootstrap is seeded
+    ece = {row["metric"]: row for row in calibration_section["rows"]}["ece"]
+    per_run = {key: 100 * calibration_metrics(p.class_probabilities(), p.labels.astype(int))["ece"]
+               for key, p in predictions.items()}
+    a, b = [per_run["tiny-test", s] for s in (0, 1)], [per_run["tiny-wide", s] for s in (0, 1)]
+    assert ece["method"] == "paired" and ece["mean_a"] == pytest.approx(np.mean(a), rel=1e-5)
+    assert ece["difference"] == pytest.approx(np.mean(a) - np.mean(b), rel=1e-5, abs=1e-9)
 
 
 def test_a_single_seed_is_answered_from_the_predictions(trained):

@@ -48,7 +48,8 @@ def test_benchmark_writes_its_table_csv_and_plots(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rows = module.main(["--kernels", "7,23", "--dim", "8", "--grid", "12", "--batch", "1", "--rounds", "1",
-                        "--mixers", "lka,lska,lkca-matrix,lkca-conv", "--no-memory", "--output", str(tmp_path)])
+                        "--mixers", "lka,lska,lkca-matrix,lkca-conv", "--no-memory", "--output", str(tmp_path),
+                        "--erf-grid", "32", "--erf-samples", "2"])
     assert {(row["mixer"], row["kernel"]) for row in rows} == {
         (mixer, kernel) for mixer in ("lka", "lska", "lkca-matrix", "lkca-conv") for kernel in (7, 23)
     }
@@ -61,3 +62,9 @@ def test_benchmark_writes_its_table_csv_and_plots(tmp_path):
     with open(tmp_path / "kernels-cpu.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 8
     assert (tmp_path / "kernels-cpu.png").stat().st_size > 0 and (tmp_path / "kernels-cpu.svg").stat().st_size > 0
+    # the ERF at initialisation: every mixer's 99% square widens with the kernel; both LKCA views agree
+    for mixer in ("lka", "lska", "lkca-matrix", "lkca-conv"):
+        assert by_key[(mixer, 23)]["erf_99"] > by_key[(mixer, 7)]["erf_99"] > 0
+    assert all(by_key[("lkca-conv", k)][f"erf_{t}"] == by_key[("lkca-matrix", k)][f"erf_{t}"]
+               for k in (7, 23) for t in (20, 30, 50, 99))
+    assert (tmp_path / "kernels-cpu-erf.png").stat().st_size > 0

@@ -464,7 +464,6 @@ def test_every_page_parses_with_all_its_scripts_whatever_the_names_in_the_store(
     """An HTML5 parser finds every script the site wrote, on every page, with hostile backbone and family names in
     the store; Plotly gets those names escaped (it reads <b>, <a href> and entities in names and hover text)."""
     import html5lib
-
     from test_report import add_run
 
     store = open_store(str(tmp_path / "runs.db"))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import typer
-
 from cli import run_cli
+
 from vbench.cli import app
 
 # the arguments that make each command valid and quick (failing late, after every option is read, where the
@@ -23,6 +23,10 @@ BASE = {
     ("info",): ["vit-0.5m", "--img", "8", "--classes", "3"],
     ("compare",): ["vit-0.5m-lkca", "vit-0.5m", "--suite", "digits", "--db", "{db}"],
     ("robustness",): ["--suite", "digits", "--db", "{db}"],
+    ("erf",): ["--suite", "digits", "--db", "{db}"],
+    ("shape-bias",): ["--suite", "digits", "--db", "{db}"],
+    ("calibration",): ["--suite", "digits", "--db", "{db}"],
+    ("tune",): ["--suite", "digits", "--backbones", "vit-0.5m", "--trials", "2", "--dry-run", "--db", "{db}"],
     ("runs", "show"): ["1", "--db", "{db}"],
     ("runs", "rm"): ["1", "--db", "{db}"],
     ("runs", "export"): ["1", "--output", "{sandbox}/export", "--db", "{db}"],

@@ -95,3 +95,38 @@ def test_paired_correctness_feeds_mcnemar_and_refuses_other_test_sets(tmp_path):
     assert mcnemar_exact(correct_a, correct_b).p_value == 1.0
     with pytest.raises(VbenchError, match="different test sets"):
         paired_correct(a, classification(seed=1))
+
+
+def test_class_probabilities_are_kept_in_float16(tmp_path):
+    saved = classification(classes=10)
+    assert saved.probabilities.dtype == np.float16 and saved.probabilities.shape == (300, 10)
+    loaded = load_predictions(save_predictions(tmp_path / "p.npz", saved))
+    assert np.array_equal(loaded.probabilities, saved.probabilities) and loaded.num_classes == 10
+    assert np.allclose(loaded.class_probabilities().sum(axis=1), 1.0, atol=1e-2)
+    assert (loaded.class_probabilities().argmax(axis=1) == loaded.top_k[:, 0]).mean() > 0.99  # float16 ties aside
+
+
+def test_many_classes_keep_the_top_k_and_the_true_class(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(50, 300, generator=generator) * 3, torch.randint(0, 300, (50,), generator=generator)
+    saved = ClassificationPredictions.from_logits(logits, labels)
+    assert saved.probabilities is None and saved.top_k_probabilities.shape == (50, 5)
+    loaded = load_predictions(save_predictions(tmp_path / "p.npz", saved))
+    dense, exact = loaded.class_probabilities(), logits.softmax(dim=-1).numpy()
+    rows = np.arange(50)
+    assert np.allclose(dense[rows, labels.numpy()], exact[rows, labels.numpy()], rtol=1e-3, atol=1e-6)
+    assert np.allclose(dense.max(axis=1), exact.max(axis=1), rtol=1e-3) and np.allclose(dense.sum(axis=1), 1, atol=1e-2)
+
+
+def test_files_of_format_1_still_load(tmp_path):
+    """Written as vbench wrote them before class probabilities were kept."""
+    import json
+
+    path = tmp_path / "old.npz"
+    header = json.dumps({"format": 1, "kind": "classification", "meta": {"run_id": "7"}})
+    np.savez_compressed(path, header=np.array(header), top_k=np.array([[1, 0], [0, 1]], dtype=np.int16),
+                        labels=np.array([1, 1], dtype=np.int16))
+    loaded = load_predictions(path)
+    assert loaded.correct.tolist() == [True, False] and not loaded.has_probabilities
+    with pytest.raises(VbenchError, match="keep no class probabilities"):
+        loaded.class_probabilities()

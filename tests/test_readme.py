@@ -28,6 +28,7 @@ RUN_ELSEWHERE = {
     "## Speed on the CPU": ["test_precision.py"],
     "## Segmentation (ADE20K, Tables 6-7)": ["test_segmentation.py"],
     "## Equal-budget tuning": ["test_tune.py"],
+    "## What large kernels see": ["test_analysis.py"],
 }
 RUN_HERE = ["## Set up", "## Train, store, report", "### Is A really better than B?", "## Robustness to corruptions"]
 

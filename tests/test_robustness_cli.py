@@ -96,3 +96,20 @@ def test_bad_input_is_one_line(trained, args, message):
     base.update(dict(zip(args[::2], args[1::2])))
     result = run_cli("robustness", *[item for pair in base.items() for item in pair])
     assert result.code == 2 and message in result.error_line
+
+
+def test_calibration_is_kept_per_corruption_and_severity(trained):
+    """ECE, NLL and Brier before and after temperature scaling, with the clean split's temperature, on every
+    (corruption, severity); `vbench report --calibration` shows them per severity."""
+    evaluations = open_store(str(trained["db"]), write=False).evaluations("corruption")
+    fresh = [e for e in evaluations if "ece" in e.metrics]
+    assert fresh and all(0 <= e.metrics["ece"] <= 1 and e.metrics["nll_ts"] > 0 and e.metrics["temperature"] > 0
+                         for e in fresh)
+    temperatures = {}
+    for evaluation in fresh:  # one clean temperature per run, whatever the corruption
+        temperatures.setdefault(evaluation.run_id, set()).add(evaluation.metrics["temperature"])
+    assert all(len(found) == 1 for found in temperatures.values())
+    result = run_cli("report", "--calibration", "--db", trained["db"], "--plugin", trained["plugin"], "--format", "json")
+    assert result.code == 0, result.err
+    [section] = json.loads(result.out)["sections"]
+    assert section["key"] == "cifar10/calibration-shift" and {row["severity"] for row in section["rows"]} == {1, 5}

@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from cli import run_cli
 from plugins import FAST, write_plugin
+
 from vbench.data.fixtures import write_fixture, write_image_folder_suite
 from vbench.store import open_store
 from vbench.store.artifacts import predictions_path, weights_path

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from cli import REPO
+
 from vbench.models import registry
 from vbench.suites import builtin_suites
 

@@ -90,9 +90,15 @@ def backbone_info(name: str, img_size: int, num_classes: int, task: str | None =
     model = spec.build(img_size=img_size, num_classes=num_classes, task=task)
     flops = count_flops(model, img_size)
     return {**spec_row(spec), "origin": spec.origin, "task": task, "img_size": img_size, "num_classes": num_classes,
-            "accepts": list(spec.variant(task).accepts), "params": count_params(model), "flops": flops.total,
+            "accepts": list(spec.variant(task).accepts), "feature_map": _feature_map_text(spec.variant(task)),
+            "params": count_params(model), "flops": flops.total,
             "flops_complete": flops.complete, "uncounted_ops": sorted(flops.uncounted_ops),
             "paper": published_setting(spec), "layers": layer_summary(model)}
+
+
+def _feature_map_text(variant) -> str | None:
+    """The declared way to the last spatial feature map (vbench.models.feature_map), None when undeclared."""
+    return variant.feature_map.text if variant.feature_map else None
 
 
 # --- running ---------------------------------------------------------------------------------------

@@ -12,10 +12,14 @@ from typing import Optional
 import typer
 
 from vbench.api import version_text
-from vbench.cli import (  # noqa: F401  (they register commands)
+
+# the modules that register the commands
+from vbench.cli import (  # noqa: F401
     bench,
+    calibration,
     compare,
     db,
+    erf,
     evaluate,
     info,
     leaderboard,
@@ -25,7 +29,8 @@ from vbench.cli import (  # noqa: F401  (they register commands)
     robustness,
     run,
     runs,
-    tune,  # noqa: F401,E402  (registers `vbench tune`)
+    shape_bias,
+    tune,
 )
 from vbench.cli._common import app, err_console
 from vbench.errors import VbenchError, one_line

@@ -33,7 +33,8 @@ def info_command(
                   f"paper names: {', '.join(info['paper_names']) or '-'}", highlight=False)
     console.print(f"{info['task']} model at {img}x{img}, {classes} classes: params {info['params']:,}, FLOPs "
                   f"{info['flops'] / 1e6:.2f}M{'' if info['flops_complete'] else ' (incomplete)'}; accepts "
-                  f"{', '.join(info['accepts']) or 'no keyword arguments'}", highlight=False)
+                  f"{', '.join(info['accepts']) or 'no keyword arguments'}; last feature map: "
+                  f"{info['feature_map'] or 'not declared'}", highlight=False)
     console.print(FLOPS_NOTE)
     paper = info["paper"]
     if paper:

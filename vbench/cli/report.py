@@ -34,6 +34,9 @@ def report_command(
     robustness: bool = typer.Option(False, "--robustness", help="The corruption results (vbench robustness): accuracy per corruption, mCE."),
     reference: Optional[str] = typer.Option(None, "--reference", help="With --robustness: the backbone CE is relative to (default: each LKCA model's ViT partner)."),
     eval_only: bool = typer.Option(False, "--eval-only", help="Only the rows of `vbench eval` (weights evaluated without training)."),
+    erf: bool = typer.Option(False, "--erf", help="The effective receptive fields (vbench erf): area ratios at t = 20-99%."),
+    shape_bias: bool = typer.Option(False, "--shape-bias", help="The shape bias on cue-conflict images (vbench shape-bias)."),
+    calibration: bool = typer.Option(False, "--calibration", help="ECE, NLL and Brier before and after temperature scaling (vbench calibration), clean and under corruption."),
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
@@ -61,7 +64,9 @@ def report_command(
 
             ref = stored_backbone_name(store, reference) if reference else None
             report = Report(robustness_sections(store, suite, names, ref), [], compare_paper=False)
-        else:
+        if erf or shape_bias or calibration:
+            report = analysis_report(store, suite, names, erf, shape_bias, calibration, report if robustness else None)
+        elif not robustness:
             report = _with_tuned(store, suite, names, eval_only, lambda: build_report(
                 store, suite=suite, backbones=names, compare_paper=compare == "paper", eval_only=eval_only))
     text = render(report, fmt)
@@ -70,6 +75,19 @@ def report_command(
         err_console.print(f"wrote {output}", highlight=False)
     else:
         sys.stdout.write(text)
+
+
+def analysis_report(store, suite, names, erf: bool, shape_bias: bool, calibration: bool, before=None):
+    """The tables of the analyses asked for (after the robustness tables, when those were asked for too)."""
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.analysis.report import calibration_sections, erf_sections, shape_bias_sections
+    from vbench.reporting.report import Report
+
+    sections = list(before.sections) if before else []
+    for wanted, make in ((erf, erf_sections), (shape_bias, shape_bias_sections), (calibration, calibration_sections)):
+        if wanted:
+            sections += make(store, suite, names)
+    return Report(sections, [], compare_paper=False)
 
 
 def _with_tuned(store, suite, names, eval_only: bool, build):

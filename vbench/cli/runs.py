@@ -170,9 +170,25 @@ def show_parts(record: dict) -> list:
             if numbers:
                 lines.add_row(name, sparkline(values), f"{numbers[0]:.4g} -> {numbers[-1]:.4g}")
         parts.append(lines)
+    if record.get("per_class"):
+        parts.append(_worst_classes_table(record["per_class"]))
     files = record.get("files") or {}
     parts.append(_pairs("Files", files or {"-": "no files (deleted, or the run did not finish)"}))
     return parts
+
+
+def _worst_classes_table(per_class: dict):
+    """The classes the run gets most wrong, from its per-image predictions."""
+    if "error" in per_class:
+        return f"[yellow]per-class errors: {per_class['error']}[/yellow]"
+    table = Table(title="Worst classes (per-image predictions of the final evaluation)", title_justify="left")
+    for column in ("class", "test images", "accuracy", "most often taken for"):
+        table.add_column(column, justify="right")
+    for row in per_class["worst"]:
+        count = row["taken_for_images"]
+        taken = "-" if row["taken_for"] is None else f"class {row['taken_for']} ({count} image{'s' * (count != 1)})"
+        table.add_row(str(row["class"]), str(row["images"]), f"{row['accuracy']:.1f}%", taken)
+    return table
 
 
 def _pairs(title: str, values: dict) -> Table:

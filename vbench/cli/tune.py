@@ -62,6 +62,7 @@ def tune_command(
     slurm_option: Optional[List[str]] = _slurm.SlurmOptionOption,
     allow_sqlite: bool = _slurm.AllowSqliteOption,
     wait: bool = _slurm.WaitOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan; train nothing, write nothing."),
 ) -> None:
     """Tune every backbone with the same budget: one Optuna study each, its trials normal runs (here or on SLURM)."""
     # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
@@ -85,6 +86,8 @@ def tune_command(
             tuning.launch.check_slurm(plan, slurm)
     wide_for_files()
     console.print(first_line(plan), highlight=False)
+    if dry_run:
+        return
     if launcher == "slurm":
         return _tune_on_slurm(tuning, plan, slurm)
     outcome = tuning.trials.tune(plan.request, console, announce=_announcer(plan))

@@ -10,10 +10,8 @@ JavaScript (plotly.js from plotly's Python package, and our own sorting and filt
 the same layout.
 """
 
-from vbench.leaderboard import (
-           analyses,  # noqa: F401,E402  (registers the robustness and significance pages)
-           tuning,  # noqa: F401,E402  (registers the tuning page)
-)
+# the modules that register the built-in pages and sections
+from vbench.leaderboard import analyses, behaviour, tuning  # noqa: F401
 from vbench.leaderboard.sections import Block, Page, register_section, unregister_section
 from vbench.leaderboard.serve import open_server, serve_site
 from vbench.leaderboard.site import MARKER, SiteSummary, build_site, check_output

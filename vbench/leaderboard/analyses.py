@@ -45,7 +45,7 @@ def significance(site) -> Iterable[Block]:
                 continue
             report = comparison_report(comparison)
             key = slug(f"significance-{record['suite']}-{record['backbone']}")
-            seeds, images = report.sections
+            seeds, images = report.sections[:2]  # a calibration section may follow
             notes = seeds.notes + images.notes + report.notes + [
                 f"Bootstrap intervals here use {SITE_RESAMPLES} resamples; `vbench compare` uses more."]
             html = fragment("blocks/board.html.j2", meta=None, charts=[], notes=notes,

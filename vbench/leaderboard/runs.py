@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from vbench.errors import VbenchError
 from vbench.leaderboard import charts
+from vbench.leaderboard.behaviour import confusion_block
 from vbench.leaderboard.html import (
     Cell,
     Column,
@@ -38,6 +39,7 @@ from vbench.leaderboard.html import (
 from vbench.leaderboard.sections import task_page
 from vbench.store.artifacts import predictions_path, weights_path
 from vbench.store.checkpoint import Checkpoints
+from vbench.store.predictions import ClassificationPredictions, load_predictions
 from vbench.tasks import get_task
 
 SETTINGS_TITLES = {"device": "device", "precision": "precision", "threads": "CPU threads", "compile": "compile",
@@ -166,6 +168,19 @@ def file_pairs(folders: ArtifactFolders, run_id: int) -> list[tuple[str, str | M
             for kind in ("checkpoint", "weights", "predictions")]
 
 
+def confusion_html(run, folders: ArtifactFolders) -> Markup | None:
+    """The confusion-matrix heatmap of a classification run that kept its predictions (None otherwise, or when the
+    file cannot be read: the page says so under Files)."""
+    path = folders.run_files(run.id).get("predictions") if run.task == "classification" else None
+    if path is None:
+        return None
+    try:
+        predictions = load_predictions(path, probabilities=False)
+    except VbenchError:
+        return None
+    return confusion_block(predictions, run.num_classes) if isinstance(predictions, ClassificationPredictions) else None
+
+
 def run_page_context(run, steps_json: list, group_href: str | None, folders: ArtifactFolders, cache: dict) -> dict:
     data = flatten(run.data or {})
     return dict(
@@ -174,7 +189,7 @@ def run_page_context(run, steps_json: list, group_href: str | None, folders: Art
         summary=pairs_html(summary_pairs(run, group_href)), environment=pairs_html(environment_pairs(run)),
         data=pairs_html(data) if data else None, files=pairs_html(file_pairs(folders, run.id)),
         curve=curve_payload(run, steps_json, cache.setdefault("layouts", {})), evaluated=len(steps_json),
-        recipe=recipe_html(run, cache.setdefault("recipes", {})))
+        recipe=recipe_html(run, cache.setdefault("recipes", {})), confusion=confusion_html(run, folders))
 
 
 def _write_runs(folder: Path, site, nav_site: dict, runs: list, advance=None) -> None:

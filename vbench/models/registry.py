@@ -10,7 +10,9 @@ on a builder ``(img_size, num_classes, **accepted) -> nn.Module``, in the spirit
   engine passes a recipe value only where it is accepted, and anything else is refused up front;
 - ``features`` (dense tasks): the feature pyramid the encoder returns (channels, strides, size
   divisor), so a head can be built without probing the model;
-- ``recipe_kind``: which optimiser table of a segmentation recipe applies (``transformer`` or ``cnn``).
+- ``recipe_kind``: which optimiser table of a segmentation recipe applies (``transformer`` or ``cnn``);
+- ``feature_map`` (classification): how to get the model's last spatial feature map (``"timm"``,
+  ``"tokens:MODULE"``, ``"map:MODULE"``, or ``"none:WHY"``; see ``vbench.models.feature_map``).
 
 Built-in families live in the ``vbench.backbones`` package (the repository's ``backbones/`` folder), one module per family. Listing them must not
 import torch, so their ``@register_backbone`` declarations are read from the source with ``ast``
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from vbench.errors import UnknownNameError, VbenchError, first_line
+from vbench.models.feature_map import FeatureMap, parse_feature_map
 from vbench.registry import DuplicateNameError, Registry, run_plugin
 
 ENTRY_POINT_GROUP = "vbench.backbones"
@@ -68,6 +71,7 @@ class Variant:
     recipe_kind: str = "transformer"
     summary: str = ""
     builder: Builder | None = None
+    feature_map: FeatureMap | None = None
 
     def resolve_builder(self) -> Builder:
         if self.builder is None:
@@ -142,12 +146,14 @@ def register_backbone(
     accepts: Iterable[str] = (),
     features: Features | dict | None = None,
     recipe_kind: str = "transformer",
+    feature_map: str | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` as the ``task`` model of backbone ``name``."""
 
     def decorate(builder: Builder) -> Builder:
         _declare(name, dict(family=family, paper_names=paper_names, aliases=aliases, in_paper=in_paper,
-                            task=task, accepts=accepts, features=features, recipe_kind=recipe_kind),
+                            task=task, accepts=accepts, features=features, recipe_kind=recipe_kind,
+                            feature_map=feature_map),
                  module=builder.__module__, function=builder.__name__,
                  summary=first_line(inspect.getdoc(builder)), builder=builder)
         return builder
@@ -163,7 +169,8 @@ def _declare(name: str, options: dict, module: str, function: str, summary: str,
         raise VbenchError(f"backbone {name!r}: recipe_kind must be one of {', '.join(RECIPE_KINDS)}")
     variant = Variant(task=options.get("task", DEFAULT_TASK), module=module, function=function,
                       accepts=tuple(options.get("accepts", ())), features=features,
-                      recipe_kind=options.get("recipe_kind", "transformer"), summary=summary, builder=builder)
+                      recipe_kind=options.get("recipe_kind", "transformer"), summary=summary, builder=builder,
+                      feature_map=parse_feature_map(options.get("feature_map"), name))
     spec = BackboneSpec(name=name, family=options["family"], paper_names=tuple(options.get("paper_names", ())),
                         aliases=tuple(options.get("aliases", ())), in_paper=options.get("in_paper", True),
                         variants={variant.task: variant})
@@ -208,8 +215,8 @@ def _merge(existing: BackboneSpec, new: BackboneSpec, task: str, variant: Varian
 
 def _check_same_declaration(existing: BackboneSpec, new: BackboneSpec, held: Variant, variant: Variant) -> None:
     """The declaration read from a module's source and the one its import makes must agree."""
-    read = (held.accepts, held.features, held.recipe_kind)
-    made = (variant.accepts, variant.features, variant.recipe_kind)
+    read = (held.accepts, held.features, held.recipe_kind, held.feature_map)
+    made = (variant.accepts, variant.features, variant.recipe_kind, variant.feature_map)
     if read != made or existing.family != new.family or not set(new.aliases) <= set(existing.aliases) \
             or not set(new.paper_names) <= set(existing.paper_names):
         raise VbenchError(f"backbone {new.name!r}: the declaration read from {variant.module}'s source differs from "
@@ -311,7 +318,7 @@ def load_plugin(path_or_module: str) -> None:
     if path.suffix == ".py" or path.exists() or os.sep in path_or_module or not path_or_module.strip():
         if not path.is_file() or path.suffix != ".py":
             what = "is not a .py file" if path.exists() else "does not exist"
-            raise VbenchError(f"plugin file {path_or_module!r} {what}; give a .py file or an importable module")
+            raise VbenchError(f"--plugin: plugin file {path_or_module!r} {what}; give a .py file or an importable module")
         digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
         module_name = f"vbench_plugin_{path.stem}_{digest}"
         if module_name in sys.modules:

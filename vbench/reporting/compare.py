@@ -5,7 +5,10 @@ data and precision), compared at two levels:
   both sides have the same seeds and Welch's otherwise, and its p-value (``vbench.reporting.stats.seed_difference``);
 - over test images, per pair of runs (the same seed on both sides, else paired in seed order): a bootstrap
   interval of the difference from the per-image predictions each run keeps, and for classification the
-  exact McNemar test on the images where exactly one side is right.
+  exact McNemar test on the images where exactly one side is right;
+- for classification, calibration: the ECE (15 bins) and NLL of each run on its whole test split, from the class
+  probabilities its predictions keep (``vbench.reporting.calibration``), compared over seeds as the primary
+  metric is (runs whose predictions predate probabilities are left out, with a note).
 
 A single seed still gets an answer from its predictions. The result is a report (``vbench.reporting.report.Report``),
 so every format of ``vbench report`` renders it.
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from vbench.errors import VbenchError
+from vbench.reporting.calibration import calibration_metrics
 from vbench.reporting.numbers import fmt, signed
 from vbench.reporting.report import Report, ReportTable
 from vbench.reporting.results import ResultGroup, all_groups
@@ -28,10 +32,11 @@ from vbench.reporting.stats import (
     seed_difference,
 )
 from vbench.store.artifacts import predictions_path
-from vbench.store.predictions import load_predictions, paired_correct
+from vbench.store.predictions import ClassificationPredictions, load_predictions, paired_correct
 from vbench.tasks import get_task
 
 N_RESAMPLES = 9999
+CALIBRATION_METRICS = (("ece", "ECE (%)", 100.0), ("nll", "NLL", 1.0))  # (key, label, scale)
 
 
 @dataclass
@@ -46,6 +51,10 @@ class PairResult:
     only_a_correct: int | None = None
     only_b_correct: int | None = None
     missing: str | None = None
+    ece_a: float | None = None
+    ece_b: float | None = None
+    nll_a: float | None = None
+    nll_b: float | None = None
 
 
 @dataclass
@@ -58,6 +67,7 @@ class Comparison:
     seeds: object  # vbench.reporting.stats.SeedDifference
     pairs: list[PairResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)  # {"ece" | "nll": SeedDifference} over the runs that have it
 
 
 def compare(store, suite: str, a: str, b: str, seeds: list[int] | None = None, n_resamples: int = N_RESAMPLES,
@@ -72,8 +82,36 @@ def compare(store, suite: str, a: str, b: str, seeds: list[int] | None = None, n
     comparison = Comparison(suite, group_a.task, metric, group_a, group_b, seed_level)
     comparison.pairs = [_compare_pair(store, run_a, run_b, group_a.task, n_resamples, bootstrap_seed)
                         for run_a, run_b in _run_pairs(group_a, group_b)]
+    if group_a.task == "classification":
+        comparison.calibration = _calibration_over_seeds(store, group_a, group_b, comparison.pairs)
     comparison.notes = _notes(comparison)
     return comparison
+
+
+def run_calibration(store, run) -> dict | None:
+    """ECE and NLL of a run's predictions on its whole test split; None when they keep no probabilities."""
+    path = predictions_path(store, run.id)
+    if not path.is_file():
+        return None
+    predictions = load_predictions(path)
+    if not isinstance(predictions, ClassificationPredictions) or not predictions.has_probabilities:
+        return None
+    return calibration_metrics(predictions.class_probabilities(), predictions.labels.astype("int64"))
+
+
+def _calibration_over_seeds(store, a: ResultGroup, b: ResultGroup, pairs: list[PairResult]) -> dict:
+    measured = {side: {run.seed: run_calibration(store, run) for run in group.runs} for side, group in (("a", a), ("b", b))}
+    by_seed = {side: {seed: m for seed, m in found.items() if m is not None} for side, found in measured.items()}
+    for pair in pairs:
+        for side, seed in (("a", pair.seed_a), ("b", pair.seed_b)):
+            found = by_seed[side].get(seed)
+            for key, _, _ in CALIBRATION_METRICS:
+                setattr(pair, f"{key}_{side}", found[key] if found else None)
+    if not by_seed["a"] or not by_seed["b"]:
+        return {}
+    return {key: seed_difference({s: m[key] * scale for s, m in by_seed["a"].items()},
+                                 {s: m[key] * scale for s, m in by_seed["b"].items()})
+            for key, _, scale in CALIBRATION_METRICS}
 
 
 def _matching_groups(store, suite: str, a: str, b: str) -> tuple[ResultGroup, ResultGroup]:
@@ -151,6 +189,9 @@ def _notes(comparison: Comparison) -> list[str]:
     if comparison.pairs and not set(comparison.a.seeds) & set(comparison.b.seeds):
         notes.append("The two sides share no seed: per-image tests pair their runs in seed order.")
     notes += [f"Seeds {p.seed_a}/{p.seed_b}: {p.missing}." for p in comparison.pairs if p.missing]
+    if comparison.task == "classification" and not comparison.calibration:
+        notes.append("No calibration: the runs' predictions keep no class probabilities (kept since predictions "
+                     "format 2).")
     if comparison.task == "segmentation":
         notes.append("Per image: a bootstrap interval of the mIoU difference (counts summed per resample); McNemar's "
                      "test needs per-image correctness, which segmentation does not have.")
@@ -183,6 +224,7 @@ def comparison_report(comparison: Comparison):
         "only A right / only B right": f"{p.only_a_correct} / {p.only_b_correct}" if p.only_a_correct is not None else "-",
     } for p in comparison.pairs])
     title = f"{a.backbone} against {b.backbone} on {comparison.suite}"
+    calibration = _calibration_section(comparison, title)
     sections = [
         ReportTable("seeds", comparison.task, f"{title}: over seeds", [summary], display,
                 [f"{label} in percent; A - B is the mean over A's seeds minus the mean over B's; the 95% interval is "
@@ -192,7 +234,30 @@ def comparison_report(comparison: Comparison):
                 [f"Bootstrap: {N_RESAMPLES} paired resamples of the test images (percentile interval, seed 0)."],
                 suite=comparison.suite),
     ]
-    return Report(sections, comparison.notes, compare_paper=False)
+    return Report(sections + ([calibration] if calibration else []), comparison.notes, compare_paper=False)
+
+
+def _calibration_section(comparison: Comparison, title: str) -> ReportTable | None:
+    """ECE and NLL of A and B over seeds (lower is better), as the primary metric is compared."""
+    if not comparison.calibration:
+        return None
+    records, rows = [], []
+    for key, label, _ in CALIBRATION_METRICS:
+        seeds = comparison.calibration[key]
+        low, high = (seeds.interval.low, seeds.interval.high) if seeds.interval else (None, None)
+        records.append({"task": comparison.task, "suite": comparison.suite, "metric": key, "a": comparison.a.backbone,
+                        "b": comparison.b.backbone, "seeds_a": list(seeds.seeds_a), "seeds_b": list(seeds.seeds_b),
+                        "mean_a": seeds.mean_a, "mean_b": seeds.mean_b, "difference": seeds.difference,
+                        "method": seeds.method, "ci_low": low, "ci_high": high, "p_value": seeds.p_value})
+        rows.append({"metric": label, "A": fmt(seeds.mean_a, 3), "B": fmt(seeds.mean_b, 3),
+                     "A - B": f"{seeds.difference:+.3f}", "95% CI": _interval_text(low, high),
+                     "p": _p_text(seeds.p_value), "test": seeds.method or "-",
+                     "seeds": f"{len(seeds.seeds_a)} / {len(seeds.seeds_b)}"})
+    note = ("Calibration on the whole test split, from the class probabilities the runs' predictions keep: ECE (%, 15 "
+            "equal-width bins) and NLL (nats), lower is better; no temperature scaling (`vbench calibration` fits it). "
+            "The interval is t-based over seeds, as above.")
+    return ReportTable("calibration", comparison.task, f"{title}: calibration over seeds", records,
+                       pd.DataFrame(rows), [note], suite=comparison.suite)
 
 
 def _interval_text(low: float | None, high: float | None) -> str:

@@ -35,6 +35,7 @@ PAPER_GREY = "0.55"
 # ``vbench plot`` after the suites' own (a Reference, so that this module never imports the features).
 CHART_MAKERS: Registry = Registry("chart maker", group="vbench.charts")
 CHART_MAKERS.add("robustness", Reference("vbench.robustness.report:severity_charts"))
+CHART_MAKERS.add("analysis", Reference("vbench.analysis.report:analysis_charts"))  # ERF heatmaps, shape bias vs kernel
 
 
 def paper_points(dataset: str | None) -> list[dict]:

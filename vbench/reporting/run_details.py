@@ -18,7 +18,9 @@ import yaml
 
 from vbench.errors import VbenchError
 from vbench.paths import atomic_write, check_output
+from vbench.reporting.confusion import class_errors
 from vbench.store.artifacts import run_files
+from vbench.store.predictions import ClassificationPredictions, load_predictions
 from vbench.tasks import get_task
 
 RUN_FIELDS_OF_ARGS = ("task", "suite", "dataset", "backbone", "family", "seed", "img_size", "num_classes")
@@ -60,12 +62,22 @@ def jsonable(value):
 
 
 def run_record(store, run) -> dict:
-    """Everything stored about a run, JSON-ready: the row, its per-step metrics (``history``), its evaluations
-    and its files."""
+    """Everything stored about a run, JSON-ready: the row, its per-step metrics (``history``), its evaluations,
+    its files and, for a classification run that kept its predictions, its per-class errors (``per_class``)."""
     evaluations = [{"kind": e.kind, "condition": e.condition, "metrics": e.metrics}
                    for e in sorted(store.evaluations(run_ids=[run.id]), key=lambda e: (e.kind, e.id))]
-    return jsonable({**run.as_dict(), "history": step_rows(store, run), "evaluations": evaluations,
-                     "files": {kind: str(path) for kind, path in run_files(store, run.id).items()}})
+    files = run_files(store, run.id)
+    record = {**run.as_dict(), "history": step_rows(store, run), "evaluations": evaluations,
+              "files": {kind: str(path) for kind, path in files.items()}}
+    if "predictions" in files:
+        try:
+            predictions = load_predictions(files["predictions"], probabilities=False)
+        except VbenchError as exc:  # a damaged file: the rest of the record is still worth showing
+            record["per_class"] = {"error": str(exc)}
+        else:
+            if isinstance(predictions, ClassificationPredictions):
+                record["per_class"] = class_errors(predictions, run.num_classes).as_record()
+    return jsonable(record)
 
 
 def run_args(run) -> dict:

@@ -3,7 +3,9 @@
 For each (corruption, severity) the corrupted split is read from the released files or generated once
 (cached), then every selected run is evaluated on it with its task's evaluation; each result is kept in
 the store's ``evaluations`` table (kind ``corruption``, condition ``<corruption>/<severity>``) as soon as
-it is measured, so an interrupted evaluation continues where it stopped.
+it is measured, so an interrupted evaluation continues where it stopped. Each result also holds the calibration
+metrics of ``vbench.reporting.calibration`` on the held-out half of the images, before and after temperature
+scaling with the temperature fitted on the clean split (Ovadia et al., NeurIPS 2019).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
+from vbench.reporting.calibration import calibration_split, fit_temperature, held_out_calibration
 from vbench.reporting.results import is_tuning
 from vbench.robustness.corruptions import parameter_set_for
 from vbench.robustness.datasets import load_corrupted, split_fingerprint
@@ -81,6 +84,8 @@ def evaluate_robustness(store, suite, corruptions: list[str], severities: list[i
     clean_images, clean_labels = task.data.test_images.cpu(), task.data.test_labels.cpu()
     fingerprint = split_fingerprint(clean_images, clean_labels)
     models: dict[int, torch.nn.Module] = {}
+    temperatures: dict[int, float] = {}
+    calibration = calibration_split(len(clean_labels))
     console = console or Console()
     points = [(name, severity) for name in corruptions for severity in severities]
     with _progress(console) as progress:
@@ -100,11 +105,22 @@ def evaluate_robustness(store, suite, corruptions: list[str], severities: list[i
                     spec = registry.get_backbone(run.backbone)
                     model = task.build_model(spec).to(task.device)
                     models[run.id] = load_weights(weights_path(store, run.id), model)
-                metrics = task.evaluate_images(models[run.id], images, labels).metrics
-                store.put_evaluation(run.id, KIND, condition(name, severity), {**metrics, "source": split.source})
+                    temperatures[run.id] = clean_temperature(task, models[run.id], calibration)
+                scores = task.evaluate_images(models[run.id], images, labels)
+                shifted = held_out_calibration(scores.predictions.class_probabilities(), scores.predictions.labels,
+                                               temperatures[run.id], calibration) \
+                    if scores.predictions.images == len(clean_labels) else {}
+                store.put_evaluation(run.id, KIND, condition(name, severity),
+                                     {**scores.metrics, **shifted, "source": split.source})
                 outcome.evaluated += 1
                 progress.advance(bar)
     return outcome
+
+
+def clean_temperature(task, model, split) -> float:
+    """The temperature fitted on the fitting half of the clean test split (``vbench.reporting.calibration``)."""
+    predictions = task.evaluate(model).predictions
+    return fit_temperature(predictions.class_probabilities()[split.fit], predictions.labels[split.fit].astype(int))
 
 
 def _progress(console: Console) -> Progress:

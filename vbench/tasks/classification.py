@@ -96,23 +96,25 @@ class ClassificationTask:
         return loss, {"acc": accuracy}, len(batch.y_a)
 
     def evaluate(self, model: nn.Module) -> Scores:
-        """Top-1 and top-5 accuracy (%) on centre images of the test split, and each image's top 5."""
+        """Top-1 and top-5 accuracy (%) on centre images of the test split, and each image's top 5 and class
+        probabilities."""
         return self.evaluate_images(model, self.data.test_images, self.data.test_labels)
 
     @torch.no_grad()
     def evaluate_images(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Scores:
         """``evaluate`` on other uint8 images of the suite's size (a corrupted test split)."""
         model.eval()
-        tops, seen = [], []
+        tops, seen, probabilities = [], [], []
         for x, y in self.batches.eval_batches(images, labels):
-            logits = model(x)
-            tops.append(logits.float().topk(min(5, logits.shape[-1]), dim=-1).indices)
+            logits = model(x).float()
+            tops.append(logits.topk(min(5, logits.shape[-1]), dim=-1).indices)
+            probabilities.append(logits.softmax(dim=-1).half().cpu())  # kept per image, for calibration
             seen.append(y)
         top, label = torch.cat(tops), torch.cat(seen)
         hits = top.eq(label[:, None])
         metrics = {"top1": 100.0 * float(hits[:, 0].sum()) / len(label),
                    "top5": 100.0 * float(hits.any(dim=-1).sum()) / len(label)}
-        return Scores(metrics, ClassificationPredictions.from_top_k(top.cpu().numpy(), label.cpu().numpy()))
+        return Scores(metrics, ClassificationPredictions.from_probabilities(torch.cat(probabilities), label, top))
 
 
 def cosine_schedule(optimizer, recipe, steps_per_epoch: int):

@@ -142,8 +142,9 @@ def load_space(path: str | None, suite: Suite) -> Space:
     if path is None:
         return check_space(default_space(suite), suite, DEFAULT_SPACE_NAME)
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise VbenchError(f"search space file {str(file)!r} does not exist; give a TOML file (README, "
+    if not path.strip() or not file.is_file():
+        what = "is a folder" if file.is_dir() else "does not exist"
+        raise VbenchError(f"--space: search space file {path!r} {what}; give a TOML file (README, "
                           "\"Equal-budget tuning\")")
     return check_space(read_toml(file), suite, str(file))
 
