@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from vbench.api import version_text
-from vbench.cli import bench, compare, db, evaluate, info, leaderboard, listing, plot, report, robustness, run, runs  # noqa: F401  (they register commands)
+from vbench.cli import bench, compare, data, db, evaluate, info, leaderboard, listing, plot, report, robustness, run, runs  # noqa: F401  (they register commands)
 from vbench.cli._common import app, err_console
 from vbench.errors import VbenchError
 

@@ -32,7 +32,7 @@ SPLITS = ("train", "test")
 CACHE_FORMAT = 1  # bump when the decoded tensors change meaning
 CACHE_FOLDER = ".vbench-cache"
 _TORCHVISION_KINDS = ("cifar10", "cifar100", "svhn")
-_FILE_KINDS = ("tiny-imagenet", "image-folder")
+_FILE_KINDS = folders.FILE_KINDS
 GENERATED_KINDS = ("smoke", "digits")
 _progress_console = Console(stderr=True)
 
@@ -132,8 +132,7 @@ def _load(suite: Suite, split: str, data_root=None, download: bool = False,
         sources = torchvision_sets.source_files(suite.kind, root, split)
         paths, file_labels = None, None
     else:
-        list_files = folders.tiny_imagenet_files if suite.kind == "tiny-imagenet" else folders.image_folder_files
-        paths, file_labels = list_files(root, split, suite.num_classes)
+        paths, file_labels = folders.split_files(suite.kind, root, split, suite.num_classes, suite.classes)
         sources = paths
 
     fingerprint = source_fingerprint(sources, root)
