@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vbench.data.folders import imagenet_wnids
+
 __all__ = [
     "Fixture",
     "write_cifar10",
@@ -203,15 +205,16 @@ def write_tiny_imagenet(
 
 def write_imagenet(
     root: str | Path, num_classes: int = 3, train_per_class: int = 6, val_per_class: int = 3, seed: int = 5,
-    sizes: tuple[int, int] = (64, 224), learnable: bool = True,
+    sizes: tuple[int, int] = (64, 224), learnable: bool = True, wnids: list[str] | None = None,
 ) -> Fixture:
     """``root/train/<wnid>/<wnid>_<k>.JPEG`` and ``root/val/<wnid>/ILSVRC2012_val_<n>.JPEG`` (the layout the usual
-    valprep script leaves), the wnids the first ``num_classes`` of ImageNet's sorted synsets, each image a JPEG
+    valprep script leaves), the wnids ``wnids`` or the first ``num_classes`` of ImageNet's sorted synsets, each image a JPEG
     of its own size drawn from ``sizes`` (width and height apart, as ImageNet's vary). The returned pixels are
     those of a square ``sizes[0]`` image before it was resized to its own size (for counts and labels, not pixels)."""
     root = Path(root)
     rng = np.random.default_rng(seed)
-    wnids = imagenet_wnids()[:num_classes]
+    wnids = sorted(wnids) if wnids else imagenet_wnids()[:num_classes]
+    num_classes = len(wnids)
     files, result = [], {}
     for split, folder, per_class in (("train", "train", train_per_class), ("test", "val", val_per_class)):
         classes = np.repeat(np.arange(num_classes), per_class)
@@ -225,14 +228,6 @@ def write_imagenet(
             files.append(root / folder / wnids[c] / name)
         result[split] = (images, classes.astype(np.int64))
     return Fixture(root, *result["train"], *result["test"], files)
-
-
-def imagenet_wnids() -> list[str]:
-    """ImageNet-1k's 1000 WordNet ids in sorted order (timm's copy: timm/data/_info/imagenet_synsets.txt)."""
-    # lazy: timm's data package, only for the ImageNet fixtures
-    from timm.data import ImageNetInfo
-
-    return sorted(ImageNetInfo().label_names())
 
 
 def _save_jpeg(path: Path, images: np.ndarray, i: int, grayscale: bool = False) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from timm.data import ImageNetInfo
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.datasets.utils import download_and_extract_archive
 
@@ -166,6 +167,11 @@ def read_class_list(path: str | Path) -> list[str]:
 
 IMAGENET_FOLDER = "imagenet"
 FILE_KINDS = ("tiny-imagenet", "image-folder", "imagenet")  # datasets stored as image files, one a file
+
+
+def imagenet_wnids() -> list[str]:
+    """ImageNet-1k's 1000 WordNet ids in sorted order, the labels' order (timm's copy of the list)."""
+    return sorted(ImageNetInfo().label_names())
 
 
 def imagenet_dir(root: Path) -> Path:

@@ -446,24 +446,49 @@ class Streamer:
         return x_u8.float().div_(255.0).sub_(self.mean).div_(self.std)
 
     def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        dataset = StreamDataset(self.test, self.eval_transform, self.recipe.eval_batch_size,
-                                EvalOrder(self.rank, self.world_size))
-        for item in self._items(dataset, "test"):
-            x = item["x"].to(self.device, non_blocking=True)
-            yield self.normalize(x), item["y"].to(self.device, non_blocking=True), item["index"]
+        stream = EvalStream(self.test, self.eval_transform, self.recipe.eval_batch_size, self.device, self.suite.mean,
+                            self.suite.std, self.workers, self.rank, self.world_size, skipped=self.skipped["test"])
+        yield from stream
 
     def _items(self, dataset: StreamDataset, split: str) -> Iterator[dict]:
-        loader = DataLoader(dataset, batch_size=None, num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                            prefetch_factor=4 if self.workers else None, persistent_workers=False)
-        for item in loader:
-            if "error" in item:
-                raise VbenchError(item["error"])
-            self.skipped[split].update(item["skipped"])
-            if item["x"] is not None:
-                yield item
+        return stream_items(dataset, self.workers, self.device, self.skipped[split])
 
     def skipped_counts(self) -> dict[str, int]:
         return {split: len(names) for split, names in self.skipped.items()}
+
+
+def stream_items(dataset: StreamDataset, workers: int, device: torch.device, skipped: set[str]) -> Iterator[dict]:
+    """The dataset's batches through a DataLoader of ``workers`` processes; corrupt images' names go to ``skipped``,
+    a worker's error is raised here as one line."""
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
+                        prefetch_factor=4 if workers else None, persistent_workers=False)
+    for item in loader:
+        if "error" in item:
+            raise VbenchError(item["error"])
+        skipped.update(item["skipped"])
+        if item["x"] is not None:
+            yield item
+
+
+class EvalStream:
+    """A split read once over all ranks (this rank's share): batches of (normalised x, labels, the images' indices
+    in the split); the corrupt images met are named in ``skipped``. Also reads ImageNet's test sets
+    (``vbench.robustness.imagenet``) with a transform of their own."""
+
+    def __init__(self, split: StreamSplit, transform: Callable, batch_size: int, device: torch.device, mean, std,
+                 workers: int | None = None, rank: int = 0, world_size: int = 1, skipped: set[str] | None = None):
+        self.split, self.transform, self.batch_size, self.device = split, transform, batch_size, torch.device(device)
+        self.workers = default_workers(world_size) if workers is None else workers
+        self.rank, self.world_size = rank, world_size
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self.skipped = set() if skipped is None else skipped
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        dataset = StreamDataset(self.split, self.transform, self.batch_size, EvalOrder(self.rank, self.world_size))
+        for item in stream_items(dataset, self.workers, self.device, self.skipped):
+            x = item["x"].to(self.device, non_blocking=True).float().div_(255.0).sub_(self.mean).div_(self.std)
+            yield x, item["y"].to(self.device, non_blocking=True), item["index"]
 
 
 class _ErasingState:
