@@ -355,10 +355,13 @@ def _describe(value: Any) -> str:
 
 @lru_cache(maxsize=None)  # loads a suite file: once per (task, kind), not once per row
 def paper_recipe(task: str, kind: str | None) -> dict | None:
-    """The recipe the paper trained ``kind`` with: its built-in suite's, else the paper's CIFAR recipe."""
+    """The recipe the paper trained ``kind`` with: its built-in suite's, else the paper's CIFAR recipe (ImageNet, which
+    the paper does not train: DeiT's, the imagenet suite's)."""
     paper_kinds = {"classification": ("cifar10", "cifar100", "svhn", "tiny-imagenet"), "segmentation": ("ade20k",)}
     kinds = paper_kinds.get(task)
     if not kinds:
         return None
+    if task == "classification" and kind == "imagenet":
+        return load_suite("imagenet").recipe.to_dict()
     name = kind if kind in kinds and kind in builtin_suites() else kinds[0]
     return load_suite(name).recipe.to_dict()

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms_factory import transforms_imagenet_eval, transforms_imagenet_train
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -170,10 +170,32 @@ class SquareImage:
 def timm_train_transform(suite: Suite) -> Callable:
     """timm's ImageNet training transform with the recipe's values, uint8 out (its prefetcher's form)."""
     recipe = suite.recipe
-    return transforms_imagenet_train(
+    return pillow_safe_posterize(transforms_imagenet_train(
         suite.img_size, scale=tuple(recipe.crop_scale), ratio=tuple(recipe.crop_ratio), hflip=recipe.hflip,
         auto_augment=None if recipe.autoaugment == "none" else recipe.autoaugment, interpolation=recipe.interpolation,
-        mean=tuple(suite.mean), std=tuple(suite.std), use_prefetcher=True)
+        mean=tuple(suite.mean), std=tuple(suite.std), use_prefetcher=True))
+
+
+def _posterize(image: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize with 0 bits meaning what it did before Pillow refused it: every pixel 0."""
+    if bits_to_keep >= 8:
+        return image
+    if bits_to_keep <= 0:
+        return Image.new(image.mode, image.size)
+    return ImageOps.posterize(image, bits_to_keep)
+
+
+def pillow_safe_posterize(transform):
+    """``transform`` with the Posterize ops of its timm AutoAugment/RandAugment replaced by ``_posterize``: timm's
+    ``rand-...-mstd`` draws magnitudes up to 10, where its increasing posterize keeps 0 bits, and Pillow 13 raises
+    on 0 bits (an error in a DataLoader worker that ends the run, about one image in a thousand), so the op is
+    patched on the transform's own op objects, timm itself left as it is."""
+    for step in getattr(transform, "transforms", [transform]):
+        ops = list(getattr(step, "ops", [])) + [op for sub in getattr(step, "policy", []) for op in sub]
+        for op in ops:
+            if getattr(op, "name", "").startswith("Posterize"):
+                op.aug_fn = _posterize
+    return transform
 
 
 def timm_eval_transform(suite: Suite) -> Callable:
@@ -203,11 +225,13 @@ class TrainOrder:
     def worker_seed(self, worker: int) -> int:
         return _seed(self.seed, self.epoch, self.rank, worker, 0x57E)
 
-    def raws(self, split: StreamSplit, worker: int, workers: int) -> Iterator[Raw]:
-        """This reader's images, shuffled through its buffer, endlessly (the batches stop it)."""
+    def raws(self, split: StreamSplit, worker: int, workers: int, batch_size: int = 1) -> Iterator[Raw]:
+        """This reader's images, shuffled through its buffer, endlessly (the batches stop it); the buffer holds at
+        most what the reader hands out in the epoch."""
         reader, readers = self.rank * workers + worker, self.world_size * workers
         rng = np.random.default_rng(self.worker_seed(worker))
-        return _shuffled(self._repeated(split, reader, readers), self.buffer, rng)
+        size = max(1, min(self.buffer, self.batches(worker, workers) * batch_size))
+        return _shuffled(self._repeated(split, reader, readers), size, rng)
 
     def _repeated(self, split: StreamSplit, reader: int, readers: int) -> Iterator[Raw]:
         units, position, passes = split.units, reader, {}
@@ -246,7 +270,7 @@ class EvalOrder:
     def worker_seed(self, worker: int) -> int:
         return _seed(self.rank, worker, 0xE7A1)
 
-    def raws(self, split: StreamSplit, worker: int, workers: int) -> Iterator[Raw]:
+    def raws(self, split: StreamSplit, worker: int, workers: int, batch_size: int = 1) -> Iterator[Raw]:
         for i, unit in enumerate(split.units):
             if i % self.world_size == self.rank and (i // self.world_size) % workers == worker:
                 yield from read_unit(unit, split.num_classes)
@@ -285,7 +309,7 @@ class StreamDataset(IterableDataset):
         if quota == 0:
             return
         xs, ys, indices, skipped, made, failures = [], [], [], [], 0, 0
-        for raw in self.order.raws(self.split, worker, workers):
+        for raw in self.order.raws(self.split, worker, workers, self.batch_size):
             try:
                 x = self.transform(decode(raw))
             except CorruptImage:
