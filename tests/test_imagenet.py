@@ -109,3 +109,25 @@ def test_every_backbone_runs_at_224_or_says_in_one_line_why_not():
     assert refused and all(message == f"{name} cannot run on 224x224 images; use an image size " + message.split(
         "; use an image size ")[1] and "\n" not in message for name, message in refused.items())
     assert len(refused) < len(registry.list_backbones(task="classification")) / 4
+
+
+def test_the_readme_imagenet_commands(tmp_path):
+    """The README's ImageNet commands on a 1000-class tree (one tiny JPEG a class and split; the first 12 images)
+    with a few images of each test set beside it."""
+    import readme
+
+    from vbench.robustness.fixtures import write_imagenet_test_sets
+
+    write_imagenet(tmp_path / "data" / "imagenet", num_classes=1000, train_per_class=1, val_per_class=1, sizes=(16, 24))
+    write_imagenet_test_sets(tmp_path / "data", ["n01440764", "n01443537", "n01558993"], per_class=1, size=16,
+                             corruptions=("fog",))
+    run, robustness, report = (
+        [word.replace("/data/imagenet", str(tmp_path / "data" / "imagenet")) for word in command]
+        for command in readme.commands("### ImageNet"))
+    assert run[:3] == ["run", "--suite", "imagenet"] and robustness[:3] == ["robustness", "--suite", "imagenet"]
+    trained = run_cli(*run, "--limit", "12", "--epochs", "1", "--batch-size", "6", env=ENV, cwd=tmp_path)
+    assert trained.code == 0, trained.out + trained.err
+    evaluated = run_cli(*robustness, "--limit", "12", "--corruptions", "fog", env=ENV, cwd=tmp_path)
+    assert evaluated.code == 0 and "1 runs: 9 evaluated now" in evaluated.out, evaluated.out + evaluated.err
+    shown = run_cli(*report, cwd=tmp_path)
+    assert shown.code == 0 and "imagenet: ImageNet test sets" in shown.out and "ImageNet-C mCA" in shown.out

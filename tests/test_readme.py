@@ -27,6 +27,8 @@ RUN_ELSEWHERE = {
     "## Scaling out": ["test_slurm.py", "test_distributed.py"],
     "## Speed on the CPU": ["test_precision.py"],
     "## Segmentation (ADE20K, Tables 6-7)": ["test_segmentation.py"],
+    "## Data at scale: shards, streaming, ImageNet": ["test_stream.py"],
+    "### ImageNet": ["test_imagenet.py"],
 }
 RUN_HERE = ["## Set up", "## Train, store, report", "### Is A really better than B?", "## Robustness to corruptions"]
 

@@ -180,18 +180,6 @@ def test_a_corrupt_image_is_skipped_counted_stored_with_the_run_and_said(tmp_pat
     assert "skipped_images" in shown.out and "train 1, test 1" in shown.out, shown.out
 
 
-def test_a_streamed_run_takes_its_data_identity_from_the_manifest(shards, tmp_path):
-    _, folder, suite_file = shards
-    ran = run_cli("run", "--suite", suite_file, "--backbones", "vit-0.5m", "--epochs", "1", "--db", tmp_path / "r.db",
-                  env=WORKERS0, cwd=tmp_path)
-    assert ran.code == 0, ran.out + ran.err
-    assert "suite streamed: 24 train / 15 test images" in ran.out
-    [run] = open_store(str(tmp_path / "r.db"), write=False).list_runs()
-    manifest = json.loads((folder / MANIFEST).read_text())
-    assert run.status == "done" and run.data["manifest"] == manifest["identity"] and run.data["reader"] == "shards"
-    assert run.data_id == open_data(_suite(suite_file))[1].identity
-
-
 def test_a_missing_truncated_or_changed_shard_is_one_line_naming_it(shards, tmp_path):
     fixture, _, _ = shards
     folder = tmp_path / "shards"
@@ -245,3 +233,41 @@ def test_a_folder_streams_with_stream_true_and_its_corrupt_files_are_skipped(tmp
     _, labels, indices = _eval_all(streamer)
     assert indices.tolist() == [1, 2, 3, 4, 5] and streamer.skipped_counts() == {"train": 0, "test": 1}
     Image.open(fixture.files[0]).verify()  # the other files are intact
+
+
+def test_the_readme_commands_write_check_stream_and_compare(tmp_path):
+    """The README's "Data at scale" commands on the Tiny-ImageNet fixture: shards, check, both runs (the first 40
+    images, fast recipe keys), and compare."""
+    import re
+
+    import readme
+    from plugins import FAST
+
+    from vbench.data.fixtures import write_fixture
+
+    heading = "## Data at scale: shards, streaming, ImageNet"
+    write_fixture("tiny-imagenet", tmp_path / "data")
+    local = lambda command: [word.replace("~/data", str(tmp_path / "data")) for word in command]  # noqa: E731
+    [toml] = re.findall(r"```toml\n(.*?)```", readme.section(heading), re.S)
+    (tmp_path / "tiny-imagenet-shards.toml").write_text(toml.replace("~/data", str(tmp_path / "data")))
+    shards, check, in_memory, streamed, compare = readme.commands(heading)
+    assert shards[:2] == ["data", "shards"] and check[:2] == ["data", "check"] and compare[0] == "compare"
+    for command in (shards, check):
+        result = run_cli(*local(command), cwd=tmp_path)
+        assert result.code == 0, result.err
+    for command in (in_memory, streamed):
+        result = run_cli(*local(command), "--epochs", "1", "--batch-size", "10", "--limit", "40", *FAST, env=WORKERS0,
+                         cwd=tmp_path)
+        assert result.code == 0, result.out + result.err
+    runs = open_store(str(tmp_path / "results" / "vbench.db"), write=False).list_runs()
+    assert sorted((run.suite, run.data["reader"] if "reader" in run.data else "memory") for run in runs) == \
+        [("tiny-imagenet", "memory")] * 3 + [("tiny-imagenet-shards", "shards")] * 3
+    manifest = json.loads((tmp_path / "data" / "tiny-imagenet-shards" / MANIFEST).read_text())
+    assert {run.data.get("manifest") for run in runs if run.suite == "tiny-imagenet-shards"} == {manifest["identity"]}
+    result = run_cli(*compare, cwd=tmp_path)
+    assert result.code == 0 and "vit-lite on tiny-imagenet against vit-lite on tiny-imagenet-shards" in result.out
+    document = json.loads(run_cli(*compare, "--format", "json", cwd=tmp_path).out)
+    assert [row["images"] for row in document["sections"][1]["rows"]] == [40, 40, 40]  # the same 40 test images
+    assert any("same recipe and precision" in note for note in document["notes"])
+    same = run_cli(*compare[:-2], cwd=tmp_path)  # one backbone on one suite: nothing to compare
+    assert same.code == 2 and "--suite-b" in same.error_line
