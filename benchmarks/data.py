@@ -14,7 +14,8 @@ in interleaved rounds:
   same transform (for ``augment_impl = "timm"``: timm's ImageNet training transform, its prefetcher normalising and
   erasing the batch, timm's Mixup/CutMix), as timm's train.py runs it.
 
-Peak RSS: the process's own (``ru_maxrss``) and the largest of its DataLoader workers'. ``--memory N`` instead
+Speed: images per second of wall time, and per second of CPU time (the process's and its workers'), medians over
+the rounds. Peak RSS: the process's own (VmHWM) and the largest of its DataLoader workers'. ``--memory N`` instead
 streams one epoch over N and over 8N generated images (shards) and compares the peaks: the streamed path's
 memory should not grow with the data.
 
@@ -73,14 +74,28 @@ def child(config: str, suite_file: str, workers: int, batch_size: int, sets: lis
     overrides = {"batch_size": batch_size, "data_root": str(folder / ("shards" if config.startswith("shards") else "images"))}
     suite = load_suite(suite_file, overrides=overrides, sets=[*sets, "repeats=1", "aug_repeats=1"])
     if config == "timm":
-        count, seconds = _timm_epoch(suite, folder / "images", workers, batch_size)
+        count, seconds, cpu = _timm_epoch(suite, folder / "images", workers, batch_size)
         load = 0.0
     else:
-        count, seconds, load = _vbench_epoch(suite, config)
-    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        count, seconds, cpu, load = _vbench_epoch(suite, config)
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return {"config": config, "images": count, "seconds": seconds, "load_seconds": load, "rss_main": main,
-            "rss_worker": worker}
+    return {"config": config, "images": count, "seconds": seconds, "cpu_seconds": cpu, "load_seconds": load,
+            "rss_main": _own_peak_rss(), "rss_worker": worker}
+
+
+def _own_peak_rss() -> int:
+    """This process's peak resident set (VmHWM: its own memory map's, unlike ru_maxrss, which a process started by
+    fork and exec inherits from its parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the DataLoader workers of finished epochs)."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
 def _vbench_epoch(suite, config: str) -> tuple[int, float, float]:
@@ -97,10 +112,10 @@ def _vbench_epoch(suite, config: str) -> tuple[int, float, float]:
     task.prepare()
     load = time.perf_counter() - started
     stage = task.stages()[0]
-    count, started = 0, time.perf_counter()
+    count, started, cpu = 0, time.perf_counter(), _cpu_seconds()
     for batch in task.train_batches(0, stage):
         count += len(batch.y_a)
-    return count, time.perf_counter() - started, load
+    return count, time.perf_counter() - started, _cpu_seconds() - cpu, load
 
 
 def _timm_epoch(suite, images: Path, workers: int, batch_size: int) -> tuple[int, float]:
@@ -121,12 +136,13 @@ def _timm_epoch(suite, images: Path, workers: int, batch_size: int) -> tuple[int
     pillow_safe_posterize(dataset.transform)  # as vbench's transform: timm's RandAugment crashes on Pillow 13 otherwise
     mixup = Mixup(mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha, prob=recipe.mix_prob,
                   switch_prob=recipe.switch_prob, label_smoothing=recipe.label_smoothing, num_classes=suite.num_classes)
-    count, started = 0, time.perf_counter()
+    count, started, cpu = 0, time.perf_counter(), _cpu_seconds()
     for x, y in loader:
         if recipe.mix_prob > 0:
             x, y = mixup(x, y)
         count += len(x)
-    return count, time.perf_counter() - started
+    del loader  # its workers exit, so that their CPU time is counted
+    return count, time.perf_counter() - started, _cpu_seconds() - cpu
 
 
 def measure(config: str, suite_file: Path, workers: int, batch_size: int, sets: list[str]) -> dict:
@@ -177,7 +193,8 @@ def summarise(result: dict) -> list[dict]:
             rows.append({"config": config, "error": failed[0]["error"]})
             continue
         rate = statistics.median(r["images"] / r["seconds"] for r in runs)
-        rows.append({"config": config, "images": runs[0]["images"], "images_per_s": rate,
+        per_cpu = statistics.median(r["images"] / r["cpu_seconds"] for r in runs)
+        rows.append({"config": config, "images": runs[0]["images"], "images_per_s": rate, "images_per_cpu_s": per_cpu,
                      "rss_main_mb": max(r["rss_main"] for r in runs) / 2**20,
                      "rss_worker_mb": max(r["rss_worker"] for r in runs) / 2**20,
                      "load_s": statistics.median(r["load_seconds"] for r in runs)})
@@ -185,6 +202,7 @@ def summarise(result: dict) -> list[dict]:
     for row in rows:
         if reference and "error" not in row:
             row["vs_timm"] = row["images_per_s"] / reference["images_per_s"]
+            row["cpu_vs_timm"] = row["images_per_cpu_s"] / reference["images_per_cpu_s"]
     return rows
 
 
@@ -235,15 +253,20 @@ def main() -> None:
         return
     table = Table(title=f"Input pipeline, one epoch, no model ({args.suite}, {args.images} images, {args.workers} workers, "
                         f"batch {args.batch_size}; median of {args.rounds} interleaved rounds)")
-    for column in ("loader", "images", "images/s", "vs timm", "peak RSS main MB", "largest worker MB"):
+    columns = ("loader", "images", "images/s", "vs timm", "images/CPU-s", "vs timm (CPU)", "peak RSS main MB",
+               "largest worker MB")
+    for column in columns:
         table.add_column(column, justify="left" if column == "loader" else "right")
     for row in rows:
         if "error" in row:
-            table.add_row(row["config"], row["error"], "", "", "", "")
+            table.add_row(row["config"], row["error"], *[""] * (len(columns) - 2))
             continue
         table.add_row(row["config"], f"{row['images']:,}", f"{row['images_per_s']:.0f}",
-                      f"{row['vs_timm']:.2f}x" if "vs_timm" in row else "-", f"{row['rss_main_mb']:.0f}",
+                      f"{row['vs_timm']:.2f}x" if "vs_timm" in row else "-", f"{row['images_per_cpu_s']:.0f}",
+                      f"{row['cpu_vs_timm']:.2f}x" if "cpu_vs_timm" in row else "-", f"{row['rss_main_mb']:.0f}",
                       f"{row['rss_worker_mb']:.0f}")
+    table.caption = ("images/CPU-s: images per second of CPU time of the process and its workers, which other jobs on "
+                     "the machine disturb less than wall time")
     Console().print(table)
 
 

@@ -143,8 +143,9 @@ class CorruptImage(Exception):
 def decode(raw: Raw) -> Image.Image:
     """The image as RGB (grayscale, palette and RGBA images converted, as the in-memory loader does)."""
     try:
-        with Image.open(io.BytesIO(raw.payload) if isinstance(raw.payload, bytes) else raw.payload) as image:
-            return image.convert("RGB")
+        image = Image.open(io.BytesIO(raw.payload) if isinstance(raw.payload, bytes) else raw.payload)
+        image.load()  # reads the whole image (and closes a file Pillow opened), so that a corrupt one fails here
+        return image if image.mode == "RGB" else image.convert("RGB")
     except FileNotFoundError:
         raise VbenchError(f"missing image {raw.name} (listed by the dataset but not on disk)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -226,23 +227,33 @@ class TrainOrder:
         return _seed(self.seed, self.epoch, self.rank, worker, 0x57E)
 
     def raws(self, split: StreamSplit, worker: int, workers: int, batch_size: int = 1) -> Iterator[Raw]:
-        """This reader's images, shuffled through its buffer, endlessly (the batches stop it); the buffer holds at
-        most what the reader hands out in the epoch."""
+        """This reader's images pass after pass, endlessly (the batches stop it): each pass's through the shuffle
+        buffer, which is emptied at the end of the pass, so that (as in memory) a pass hands out every image of the
+        reader's share once before the next pass begins. The buffer holds at most what the reader hands out in the
+        epoch."""
         reader, readers = self.rank * workers + worker, self.world_size * workers
         rng = np.random.default_rng(self.worker_seed(worker))
         size = max(1, min(self.buffer, self.batches(worker, workers) * batch_size))
-        return _shuffled(self._repeated(split, reader, readers), size, rng)
+        for units in self._passes(len(split.units), reader, readers):
+            yield from _shuffled(self._repeated(split, units), size, rng)
 
-    def _repeated(self, split: StreamSplit, reader: int, readers: int) -> Iterator[Raw]:
-        units, position, passes = split.units, reader, {}
+    def _passes(self, count: int, reader: int, readers: int) -> Iterator[list[int]]:
+        """Per pass, the units this reader reads: positions ``reader``, ``reader + readers``, ... of the endless
+        sequence of passes, each pass a permutation seeded from (seed, epoch, pass); passes where the reader's
+        position falls in no unit (fewer units than readers) are skipped."""
+        number = 0
         while True:
-            number, offset = divmod(position, len(units))
-            if number not in passes:
-                passes = {number: np.random.default_rng(_seed(self.seed, self.epoch, number, 0x0DE)).permutation(len(units))}
-            for raw in read_unit(units[passes[number][offset]], split.num_classes):
+            order = np.random.default_rng(_seed(self.seed, self.epoch, number, 0x0DE)).permutation(count)
+            first = (reader - number * count) % readers  # this reader's first position inside the pass
+            if first < count:
+                yield [int(order[i]) for i in range(first, count, readers)]
+            number += 1
+
+    def _repeated(self, split: StreamSplit, units: list[int]) -> Iterator[Raw]:
+        for unit in units:
+            for raw in read_unit(split.units[unit], split.num_classes):
                 for _ in range(self.aug_repeats):
                     yield raw
-            position += readers
 
 
 def _shuffled(items: Iterator[Raw], size: int, rng: np.random.Generator) -> Iterator[Raw]:
@@ -263,6 +274,7 @@ def _shuffled(items: Iterator[Raw], size: int, rng: np.random.Generator) -> Iter
 class EvalOrder:
     rank: int = 0
     world_size: int = 1
+    aug_repeats: int = 1  # every image once
 
     def batches(self, worker: int, workers: int) -> int | None:
         return None  # every image, then the last partial batch
@@ -315,7 +327,7 @@ class StreamDataset(IterableDataset):
             except CorruptImage:
                 skipped.append(raw.name)
                 failures += 1
-                if failures > max(self.split.count, 1) * max(self.order_repeats, 1):
+                if failures > max(self.split.count, 1) * self.order.aug_repeats:
                     raise VbenchError(f"no image of the {self.split.name} split decodes ({raw.name} and the others "
                                       "before it are corrupt)") from None
                 continue
@@ -330,10 +342,6 @@ class StreamDataset(IterableDataset):
                     return
         if xs or skipped:
             yield _batch(xs, ys, indices, skipped)
-
-    @property
-    def order_repeats(self) -> int:
-        return getattr(self.order, "aug_repeats", 1)
 
 
 def _batch(xs: list, ys: list, indices: list, skipped: list) -> dict:
@@ -412,8 +420,8 @@ class Streamer:
         self.workers = default_workers(self.world_size) if workers is None else workers
         self.pipeline = pipeline
         self.timm = self.recipe.augment_impl == "timm"
-        self.mean = torch.tensor(suite.mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(suite.std, device=self.device).view(1, 3, 1, 1)
+        self.mean = 255.0 * torch.tensor(suite.mean, device=self.device).view(1, 3, 1, 1)  # on the 0-255 scale
+        self.std = 255.0 * torch.tensor(suite.std, device=self.device).view(1, 3, 1, 1)
         self.skipped: dict[str, set[str]] = {"train": set(), "test": set()}
         self.local_batch = self.recipe.batch_size // self.world_size
         if self.timm:
@@ -467,7 +475,7 @@ class Streamer:
         return x  # per image in the workers: normalised and erased there
 
     def normalize(self, x_u8: torch.Tensor) -> torch.Tensor:
-        return x_u8.float().div_(255.0).sub_(self.mean).div_(self.std)
+        return x_u8.float().sub_(self.mean).div_(self.std)
 
     def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         stream = EvalStream(self.test, self.eval_transform, self.recipe.eval_batch_size, self.device, self.suite.mean,
@@ -504,14 +512,14 @@ class EvalStream:
         self.split, self.transform, self.batch_size, self.device = split, transform, batch_size, torch.device(device)
         self.workers = default_workers(world_size) if workers is None else workers
         self.rank, self.world_size = rank, world_size
-        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self.mean = 255.0 * torch.tensor(mean, device=self.device).view(1, 3, 1, 1)  # on the 0-255 scale
+        self.std = 255.0 * torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         self.skipped = set() if skipped is None else skipped
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         dataset = StreamDataset(self.split, self.transform, self.batch_size, EvalOrder(self.rank, self.world_size))
         for item in stream_items(dataset, self.workers, self.device, self.skipped):
-            x = item["x"].to(self.device, non_blocking=True).float().div_(255.0).sub_(self.mean).div_(self.std)
+            x = item["x"].to(self.device, non_blocking=True).float().sub_(self.mean).div_(self.std)
             yield x, item["y"].to(self.device, non_blocking=True), item["index"]
 
 
