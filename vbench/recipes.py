@@ -136,11 +136,12 @@ class ClassificationRecipe(Recipe):
         problems = []
         if self.augment_impl == "timm":
             if self.autoaugment != "none" and not TIMM_AUTOAUGMENT.match(self.autoaugment):
-                problems.append(f"recipe.autoaugment must be none or one of timm's auto_augment strings (rand-m9-mstd0.5-inc1, "
-                                f"original, v0r, ...) with augment_impl = \"timm\", got {self.autoaugment!r}")
+                problems.append(f"key 'recipe.autoaugment' must be none or one of timm's auto_augment strings "
+                                f"(rand-m9-mstd0.5-inc1, original, v0r, ...) with augment_impl = \"timm\", got "
+                                f"{self.autoaugment!r}")
         elif self.autoaugment not in AUTOAUGMENT_POLICIES:
-            problems.append(f"recipe.autoaugment must be one of {', '.join(AUTOAUGMENT_POLICIES)}, got {self.autoaugment!r} "
-                            "(timm's strings such as rand-m9-mstd0.5-inc1 need augment_impl = \"timm\")")
+            problems.append(f"key 'recipe.autoaugment' must be one of {', '.join(AUTOAUGMENT_POLICIES)}, got "
+                            f"{self.autoaugment!r} (timm's strings such as rand-m9-mstd0.5-inc1 need augment_impl = \"timm\")")
         for key in ("crop_scale", "crop_ratio"):
             low, high = getattr(self, key)
             if not 0 < low <= high:
