@@ -151,8 +151,8 @@ class ClassificationTask:
         top = torch.cat(tops) if tops else empty
         label, index = (torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64) for parts in (seen, indices))
         top, label, index = gather_ranks(top, label, index)
-        skipped = self.stream.skipped_counts()
-        if len(index) + gather_count(skipped["test"]) != self.data.test.count:
+        skipped = {split: len(gather_union(names)) for split, names in self.stream.skipped.items()}
+        if len(index) + skipped["test"] != self.data.test.count:
             raise VbenchError(f"the streamed evaluation read {len(index)} of the {self.data.test.count} test images "
                               f"({skipped['test']} skipped as corrupt)")
         order = index.argsort()
@@ -174,14 +174,14 @@ def gather_ranks(top: torch.Tensor, label: torch.Tensor, index: torch.Tensor):
     return top, label, index
 
 
-def gather_count(count: int) -> int:
-    """``count`` summed over the ranks of torch.distributed's process group, if any."""
+def gather_union(names: set[str]) -> set[str]:
+    """The union over the ranks of torch.distributed's process group (if any) of sets of names."""
     rank, world_size = process_group()
     if world_size == 1:
-        return count
-    total = torch.tensor([count], dtype=torch.int64)
-    torch.distributed.all_reduce(total)
-    return int(total)
+        return names
+    parts = [None] * world_size
+    torch.distributed.all_gather_object(parts, sorted(names))
+    return {name for part in parts for name in part}
 
 
 def top_k_scores(top: torch.Tensor, label: torch.Tensor) -> Scores:
