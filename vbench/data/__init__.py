@@ -154,6 +154,9 @@ def _download(suite: Suite, root: Path, split: str) -> None:
         torchvision_sets.download(suite.kind, root, split)
     elif suite.kind == "tiny-imagenet":
         folders.download_tiny_imagenet(root)
+    elif suite.kind == "imagenet":
+        raise VbenchError(f"--download does not apply to ImageNet (image-net.org hands it out after a sign-up); put "
+                          f"train/<wnid>/ and val/<wnid>/ (or shards) under {root}")
     else:
         raise VbenchError(f"--download does not apply to an image folder ({root}); put the images there yourself")
 

@@ -34,6 +34,7 @@ PIPELINES = ("batched", "reference")
 
 class ClassificationTask:
     info = CLASSIFICATION
+    stream: Streamer | None = None  # a streamed suite's reader (None: the splits are in memory)
 
     def __init__(self, suite, device: torch.device, pipeline: str = "batched", data_root=None,
                  download: bool = False, limit: int | None = None):
@@ -42,7 +43,6 @@ class ClassificationTask:
         self.suite, self.recipe, self.device = suite, suite.recipe, device
         self.pipeline, self.data_root, self.download, self.limit = pipeline, data_root, download, limit
         self.data = None
-        self.stream: Streamer | None = None  # a streamed suite's reader
 
     @property
     def local_batches(self) -> bool:
