@@ -79,6 +79,9 @@ def open_shards(suite: Suite, root: Path, download: bool = False, limit: int | N
     if len(manifest.classes) != suite.num_classes:
         raise VbenchError(f"the shards in {folder} hold {len(manifest.classes)} classes, suite {suite.name!r} says "
                           f"num_classes = {suite.num_classes}")
+    if suite.classes and sorted(set(folders.read_class_list(suite.classes))) != manifest.classes:
+        raise VbenchError(f"the shards in {folder} hold other classes than suite {suite.name!r} lists in {suite.classes}; "
+                          f"write its shards with `vbench data shards {suite.name} --output DIR`")
     check_shards(manifest, hashes=False)  # every shard there, whole: a missing one is one line before any work
     train, test = shard_split(manifest, "train", limit), shard_split(manifest, "test", limit)
     sizes = {"train": train.count, "test": test.count}
