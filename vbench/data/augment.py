@@ -278,18 +278,21 @@ def cutmix_box(lam: float, centre_y: int, centre_x: int, img_h: int, img_w: int)
     return int(y1), int(y2), int(x1), int(x2)
 
 
-def mix_batch(x: torch.Tensor, y: torch.Tensor, params: MixParams, step: int) -> TrainBatch:
+def mix_batch(x: torch.Tensor, y: torch.Tensor, params: MixParams, step: int, inplace: bool = False) -> TrainBatch:
+    """Mixup or CutMix of step ``step``; ``inplace``: ``x`` is the caller's to overwrite (a streamed batch), which
+    spares a copy of the batch."""
     mode = MIX_MODES[int(params.mode[step])]
     if mode == "none":
         return TrainBatch(x=x, y_a=y, y_b=y, lam=1.0, mode=mode)
     partner = torch.from_numpy(params.partner[step]).to(x.device)
     lam = float(params.lam[step])
     if mode == "mixup":
-        x = x.mul(lam).add_(x[partner], alpha=1.0 - lam)
+        partners = x[partner]
+        x = (x.mul_(lam) if inplace else x.mul(lam)).add_(partners, alpha=1.0 - lam)
     else:
         img_h, img_w = x.shape[-2:]
         y1, y2, x1, x2 = cutmix_box(lam, int(params.centre_y[step]), int(params.centre_x[step]), img_h, img_w)
-        x = x.clone()
+        x = x if inplace else x.clone()
         x[:, :, y1:y2, x1:x2] = x[partner, :, y1:y2, x1:x2]
         lam = 1.0 - (y2 - y1) * (x2 - x1) / (img_h * img_w)
     return TrainBatch(x=x, y_a=y, y_b=y[partner], lam=lam, mode=mode)

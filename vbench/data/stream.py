@@ -290,8 +290,9 @@ class EvalOrder:
 
 # --- the dataset the workers iterate -------------------------------------------------------------------------
 class StreamDataset(IterableDataset):
-    """Batches of one rank: dicts of ``x`` (stacked transformed images), ``y``, ``index`` (in the split) and
-    ``skipped`` (names of the corrupt images met since the last batch); ``{"error": line}`` ends the stream."""
+    """Batches of one rank: dicts of ``x`` (stacked transformed images), ``labels`` ([2, B]: the labels and the images'
+    indices in the split) and ``skipped`` (names of the corrupt images met since the last batch); ``{"error": line}``
+    ends the stream."""
 
     def __init__(self, split: StreamSplit, transform: Callable, batch_size: int, order: TrainOrder | EvalOrder):
         self.split, self.transform, self.batch_size, self.order = split, transform, batch_size, order
@@ -345,8 +346,9 @@ class StreamDataset(IterableDataset):
 
 
 def _batch(xs: list, ys: list, indices: list, skipped: list) -> dict:
-    return {"x": torch.stack(xs) if xs else None, "y": torch.tensor(ys, dtype=torch.int64),
-            "index": torch.tensor(indices, dtype=torch.int64), "skipped": list(skipped)}
+    # labels and indices in one tensor: each tensor a worker hands over costs a shared-memory segment
+    return {"x": torch.stack(xs) if xs else None, "labels": torch.tensor([ys, indices], dtype=torch.int64).view(2, -1),
+            "skipped": list(skipped)}
 
 
 def _rng_state(seed: int) -> dict:
@@ -458,9 +460,9 @@ class Streamer:
         erasing = _ErasingState(self.recipe, self.device, _seed(seed, epoch, self.rank, 0xE2A)) if self.timm else None
         made = 0
         for item in self._items(dataset, "train"):
-            x, y = item["x"].to(self.device, non_blocking=True), item["y"].to(self.device, non_blocking=True)
+            x, y = item["x"].to(self.device, non_blocking=True), item["labels"][0].to(self.device, non_blocking=True)
             x = self._finish(x, plan, made, erasing)
-            yield mix_batch(x, y, mixing, made)
+            yield mix_batch(x, y, mixing, made, inplace=True)  # x is this batch's own tensor
             made += 1
         if made != steps:
             raise VbenchError(f"the {self.train.name} stream gave {made} batches, {steps} were due")
@@ -520,7 +522,7 @@ class EvalStream:
         dataset = StreamDataset(self.split, self.transform, self.batch_size, EvalOrder(self.rank, self.world_size))
         for item in stream_items(dataset, self.workers, self.device, self.skipped):
             x = item["x"].to(self.device, non_blocking=True).float().sub_(self.mean).div_(self.std)
-            yield x, item["y"].to(self.device, non_blocking=True), item["index"]
+            yield x, item["labels"][0].to(self.device, non_blocking=True), item["labels"][1]
 
 
 class _ErasingState:
