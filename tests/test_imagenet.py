@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli import run_cli
 from PIL import Image
 from timm.data import create_transform
 
-from cli import run_cli
 from vbench.data import folders
 from vbench.data.fixtures import write_imagenet
 from vbench.data.stream import timm_eval_transform, timm_train_transform

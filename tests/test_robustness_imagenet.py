@@ -7,11 +7,18 @@ import shutil
 
 import pytest
 import torch
-
 from cli import run_cli
+
 from vbench.data.fixtures import write_imagenet
 from vbench.robustness.fixtures import write_imagenet_test_sets
-from vbench.robustness.imagenet import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS, KIND_C, KIND_SETS, Tally, alexnet_corruption_errors
+from vbench.robustness.imagenet import (
+    ALEXNET_CLEAN_ERROR,
+    ALEXNET_ERRORS,
+    KIND_C,
+    KIND_SETS,
+    Tally,
+    alexnet_corruption_errors,
+)
 from vbench.store import open_store
 
 # ImageNet classes: tench (in neither A nor R), goldfish (R only), robin (A only)

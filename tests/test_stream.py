@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli import run_cli
 from PIL import Image
 
-from cli import run_cli
 from vbench.data.fixtures import truncate_file, write_image_folder, write_image_folder_suite
 from vbench.data.readers import open_data
 from vbench.data.shards import MANIFEST, read_manifest
-from vbench.data.stream import EvalOrder, StreamDataset, Streamer, TrainOrder
+from vbench.data.stream import Streamer, TrainOrder
 from vbench.store import open_store
 from vbench.suites import load_suite
 
