@@ -213,7 +213,7 @@ def test_augment_impl_key():
     suite = load_suite("cifar10")
     other = suite.with_recipe(augment_impl="torchvision")
     assert other.recipe.hash() != suite.recipe.hash() and other.recipe.to_dict()["augment_impl"] == "torchvision"
-    with pytest.raises(VbenchError, match=r"key 'recipe.augment_impl' must be one of authors, torchvision, got 'pil'"):
+    with pytest.raises(VbenchError, match=r"key 'recipe.augment_impl' must be one of authors, torchvision, timm, got 'pil'"):
         load_suite("cifar10", sets=["augment_impl=pil"])
 
 

@@ -29,6 +29,8 @@ RUN_ELSEWHERE = {
     "## Segmentation (ADE20K, Tables 6-7)": ["test_segmentation.py"],
     "## Equal-budget tuning": ["test_tune.py"],
     "## What large kernels see": ["test_analysis.py"],
+    "## Data at scale: shards, streaming, ImageNet": ["test_stream.py"],
+    "### ImageNet": ["test_imagenet.py"],
 }
 RUN_HERE = ["## Set up", "## Train, store, report", "### Is A really better than B?", "## Robustness to corruptions"]
 

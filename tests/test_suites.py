@@ -17,7 +17,8 @@ from vbench.suites import builtin_suites, load_suite
 
 
 def test_builtin_suites():
-    assert builtin_suites() == ["ade20k", "cifar10", "cifar100", "digits", "smoke", "svhn", "tiny-imagenet"]
+    assert builtin_suites() == ["ade20k", "cifar10", "cifar100", "digits", "imagenet", "imagenet-100", "smoke", "svhn",
+                                "tiny-imagenet"]
 
 
 @pytest.mark.parametrize("name, kind, img_size, classes, policy", [
@@ -124,7 +125,7 @@ def test_segmentation_sets_reach_nested_optimiser_tables():
 
 
 def test_unknown_suite_lists_the_builtins():
-    with pytest.raises(VbenchError, match="unknown suite 'cifar-10'.*cifar10, cifar100, digits, smoke, svhn, tiny-imagenet"):
+    with pytest.raises(VbenchError, match="unknown suite 'cifar-10'.*cifar10, cifar100, digits, imagenet, imagenet-100, smoke, svhn, tiny-imagenet"):
         load_suite("cifar-10")
     with pytest.raises(VbenchError, match="does not exist"):
         load_suite("/no/such/suite.toml")
@@ -161,7 +162,7 @@ def test_user_suite_file_relative_root_and_int_as_float(tmp_path):
     (("img_size = 48", "img_size = 48.0"), r"key 'img_size' must be an integer, got number 48.0"),
     (('name = "mine"', 'name = "mine"\ncolour = "red"'), r"unknown key 'colour'"),
     (("mean = [0.5, 0.5, 0.5]", "mean = [0.5, 0.5]"), r"'mean' must be a list of 3"),
-    (('kind = "image-folder"', 'kind = "imagenet"'), r"'kind' must be one of"),
+    (('kind = "image-folder"', 'kind = "imagenet-22k"'), r"'kind' must be one of"),
     (('root = "pictures"\n', ""), r"kind 'image-folder' needs key 'root'"),
     (("num_classes = 5\n", ""), r"missing required key 'num_classes'"),
     (("[recipe]", "[recipe"), r"not valid TOML"),
@@ -246,7 +247,7 @@ def _one_step_and_evaluation(task, spec):
 def test_every_classification_recipe_field_reaches_a_built_object(tmp_path):
     import torch
 
-    from vbench.data.fixtures import write_fixture
+    from vbench.data.fixtures import write_fixture, write_imagenet
     from vbench.models import registry
     from vbench.tasks.classification import ClassificationTask
 
@@ -256,7 +257,15 @@ def test_every_classification_recipe_field_reaches_a_built_object(tmp_path):
     task = ClassificationTask(dataclasses.replace(suite, recipe=tracked), torch.device("cpu"))
     metrics = _one_step_and_evaluation(task, registry.get_backbone("vit-0.5m"))
     assert set(metrics) == {"top1", "top5"}
-    assert _unread(ClassificationRecipe, tracked) == set()
+    # the keys of timm's transforms reach what a streamed ImageNet run builds (a small tree at 32 px)
+    write_imagenet(tmp_path / "imagenet", num_classes=2, train_per_class=2, val_per_class=1, sizes=(32, 48))
+    streamed = load_suite("imagenet", overrides={"batch_size": 2, "data_root": str(tmp_path / "imagenet")},
+                          sets=["img_size=32"])
+    streamed = dataclasses.replace(streamed, num_classes=2)
+    tracked_timm = Tracked(streamed.recipe)
+    task = ClassificationTask(dataclasses.replace(streamed, recipe=tracked_timm), torch.device("cpu"))
+    assert set(_one_step_and_evaluation(task, registry.get_backbone("vit-0.5m"))) >= {"top1", "top5"}
+    assert _unread(ClassificationRecipe, tracked) & _unread(ClassificationRecipe, tracked_timm) == set()
 
 
 def test_every_segmentation_recipe_field_reaches_a_built_object(tmp_path):

@@ -10,13 +10,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from vbench.errors import VbenchError
 
 AUTOAUGMENT_POLICIES = ("cifar10", "svhn", "imagenet", "none")
-AUGMENT_IMPLS = ("authors", "torchvision")  # whose AutoAugment ops and Random Erasing (vbench.data.authors_augment)
+# whose augmentation ops: the authors' (vbench.data.authors_augment) and torchvision's AutoAugment run batched on
+# the paper's crop-with-padding; "timm" is timm's ImageNet training transform (RandomResizedCrop, flip, timm's
+# AutoAugment/RandAugment, Random Erasing), for streamed suites (vbench.data.stream)
+AUGMENT_IMPLS = ("authors", "torchvision", "timm")
+# timm's auto_augment strings (timm.data.auto_augment): "rand-m9-mstd0.5-inc1", "original", "v0r", "3a", ...
+TIMM_AUTOAUGMENT = re.compile(r"^(rand(-(m|n|w|p|mstd|mmax|inc)[0-9.]+)*|(original|originalr|v0|v0r|3a)(-(mstd)[0-9.]+)?)$")
+INTERPOLATIONS = ("bilinear", "bicubic")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 HEADS = ("upernet", "fpn")
 PAPER_WARMUP_SHARE = 10  # the paper warms up for 10 of its 100 epochs
@@ -47,8 +54,17 @@ class Recipe:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def key_hash(self) -> str:
-        """The hash that identifies a run's recipe: the seed left out (the run's seed is a key of its own)."""
-        return dataclasses.replace(self, seed=0).hash()
+        """The hash that identifies a run's recipe: the seed left out (the run's seed is a key of its own), and the
+        keys added after runs were stored left out while they hold the value those runs ran with (``ADDED``), so
+        that a new key never orphans the runs already in a store."""
+        values = dataclasses.replace(self, seed=0).to_dict()
+        for key, default in self.ADDED.items():
+            if values.get(key) == default:
+                del values[key]
+        canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    ADDED = {}  # key -> the value every run stored before the key existed ran with
 
     def problems(self) -> list[str]:
         return []
@@ -85,8 +101,8 @@ class ClassificationRecipe(Recipe):
     repeats: int = spec(3, min=1, max=1000)
     crop_padding: int = spec(4, min=0, max=4096)
     hflip: float = spec(0.5, within=(0, 1))
-    autoaugment: str = spec("cifar10", choices=AUTOAUGMENT_POLICIES)
-    augment_impl: str = spec("authors", choices=AUGMENT_IMPLS)  # the authors' trainer's ops, or torchvision's
+    autoaugment: str = spec("cifar10")  # a policy of AUTOAUGMENT_POLICIES; with augment_impl timm, timm's string
+    augment_impl: str = spec("authors", choices=AUGMENT_IMPLS)  # the authors' trainer's ops, torchvision's or timm's
     erasing_prob: float = spec(0.25, within=(0, 1))
     erasing_max_area: float = spec(0.4, within=(0, 1))
     erasing_min_area: float = spec(0.02, within=(0, 1))
@@ -97,14 +113,45 @@ class ClassificationRecipe(Recipe):
     cutmix_alpha: float = spec(1.0, min=0, max=1000)
     eval_batch_size: int = spec(256, min=1, max=1 << 20)
     seed: int = spec(0, min=0, bookkeeping="the default of --seeds; each run's seed is a key column of its own")
+    # timm's recipe keys (DeiT as timm's train.py runs it): every image drawn aug_repeats times per epoch (timm's
+    # RepeatAugSampler), lr scaled by batch_size / lr_base_size, no weight decay on norms and biases
+    aug_repeats: int = spec(1, min=1)
+    lr_base_size: int = spec(0, min=0)  # 0: lr as given; else lr * batch_size / lr_base_size (timm's --lr-base-size)
+    filter_bias_and_bn: bool = spec(False)  # timm's optimizer factory: 1-d parameters get no weight decay
+    # augment_impl timm only: RandomResizedCrop's area and aspect ranges, the resize filter, and the evaluation's
+    # resize to img_size / eval_crop_pct then centre crop (timm's crop_pct)
+    crop_scale: tuple[float, float] = spec((0.08, 1.0))
+    crop_ratio: tuple[float, float] = spec((0.75, 4.0 / 3.0))
+    interpolation: str = spec("bicubic", choices=INTERPOLATIONS)
+    eval_crop_pct: float = spec(0.875, within=(0.1, 1))
+
+    ADDED = {"aug_repeats": 1, "lr_base_size": 0, "filter_bias_and_bn": False, "crop_scale": [0.08, 1.0],
+             "crop_ratio": [0.75, 4.0 / 3.0], "interpolation": "bicubic", "eval_crop_pct": 0.875}
+
+    @property
+    def scaled_lr(self) -> float:
+        """The learning rate the optimiser starts from: ``lr``, linearly scaled to the batch when lr_base_size is set."""
+        return self.lr * self.batch_size / self.lr_base_size if self.lr_base_size else self.lr
 
     @classmethod
     def stored(cls, recipe: dict) -> dict:
         """A run's stored recipe with the keys of older vbench versions filled in as those versions ran."""
-        return {"augment_impl": "torchvision", **recipe}  # before the key, every run used torchvision's ops
+        return {"augment_impl": "torchvision", **cls.ADDED, **recipe}  # before the key, every run used torchvision's ops
 
     def problems(self) -> list[str]:
         problems = []
+        if self.augment_impl == "timm":
+            if self.autoaugment != "none" and not TIMM_AUTOAUGMENT.match(self.autoaugment):
+                problems.append(f"key 'recipe.autoaugment' must be none or one of timm's auto_augment strings "
+                                f"(rand-m9-mstd0.5-inc1, original, v0r, ...) with augment_impl = \"timm\", got "
+                                f"{self.autoaugment!r}")
+        elif self.autoaugment not in AUTOAUGMENT_POLICIES:
+            problems.append(f"key 'recipe.autoaugment' must be one of {', '.join(AUTOAUGMENT_POLICIES)}, got "
+                            f"{self.autoaugment!r} (timm's strings such as rand-m9-mstd0.5-inc1 need augment_impl = \"timm\")")
+        for key in ("crop_scale", "crop_ratio"):
+            low, high = getattr(self, key)
+            if not 0 < low <= high:
+                problems.append(f"recipe.{key} must be [low, high] with 0 < low <= high, got {[low, high]}")
         if self.erasing_min_area > self.erasing_max_area:
             problems.append("recipe.erasing_min_area must not exceed recipe.erasing_max_area")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:

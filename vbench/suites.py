@@ -49,6 +49,8 @@ class Suite:
     std: tuple[float, float, float]
     recipe: Recipe
     description: str = ""
+    stream: bool = False  # read the images by DataLoader workers as training goes (vbench.data.stream), not into memory
+    classes: str | None = None  # a file listing the class folders to keep, one a line (ImageNet-100's wnids)
 
     @property
     def task_info(self) -> TaskInfo:
@@ -254,7 +256,16 @@ def _build_suite(tree: dict, origins: dict, path: Path, task: TaskInfo) -> Suite
         raise VbenchError(f"{path}: kind 'image-folder' needs key 'root' (a directory with train/<class>/ and val/<class>/)")
     return Suite(name=values.get("name", path.stem), path=str(path), task=task.name, kind=values["kind"], root=root,
                  img_size=values["img_size"], num_classes=values["num_classes"], mean=values["mean"],
-                 std=values["std"], recipe=recipe, description=values.get("description", ""))
+                 std=values["std"], recipe=recipe, description=values.get("description", ""),
+                 stream=values.get("stream", False), classes=_beside(values.get("classes"), source("classes")))
+
+
+def _beside(name: str | None, source: str) -> str | None:
+    """A file a suite names, read from the folder of the suite file that set it (a relative name)."""
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    return str(path if path.is_absolute() else (Path(source).parent / path).resolve())
 
 
 def _check_sizes(values: dict, task: TaskInfo, source) -> None:
@@ -363,10 +374,13 @@ def _describe(value: Any) -> str:
 
 @lru_cache(maxsize=None)  # loads a suite file: once per (task, kind), not once per row
 def paper_recipe(task: str, kind: str | None) -> dict | None:
-    """The recipe the paper trained ``kind`` with: its built-in suite's, else the paper's CIFAR recipe."""
+    """The recipe the paper trained ``kind`` with: its built-in suite's, else the paper's CIFAR recipe (ImageNet, which
+    the paper does not train: DeiT's, the imagenet suite's)."""
     paper_kinds = {"classification": ("cifar10", "cifar100", "svhn", "tiny-imagenet"), "segmentation": ("ade20k",)}
     kinds = paper_kinds.get(task)
     if not kinds:
         return None
+    if task == "classification" and kind == "imagenet":
+        return load_suite("imagenet").recipe.to_dict()
     name = kind if kind in kinds and kind in builtin_suites() else kinds[0]
     return load_suite(name).recipe.to_dict()

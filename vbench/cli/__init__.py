@@ -18,6 +18,7 @@ from vbench.cli import (  # noqa: F401
     bench,
     calibration,
     compare,
+    data,
     db,
     erf,
     evaluate,

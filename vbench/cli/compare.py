@@ -17,6 +17,7 @@ def compare_command(
     a: str = typer.Argument(..., help="Backbone A (name or alias)."),
     b: str = typer.Argument(..., help="Backbone B (name or alias)."),
     suite: str = typer.Option(..., "--suite", help="The suite both were trained on."),
+    suite_b: Optional[str] = typer.Option(None, "--suite-b", help="B's suite, when it is another one (A and B may then be one backbone): same recipe and test images, read another way."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Only these seeds (comma-separated)."),
     fmt: str = typer.Option("markdown", "--format", help="markdown, latex, csv, html or json."),
     db: Optional[str] = DbOption,
@@ -34,8 +35,11 @@ def compare_command(
     load_plugins(plugin)
     with opened(db) as store:
         check_suite_name(store, suite)
+        if suite_b:
+            check_suite_name(store, suite_b)
         names = [stored_backbone_name(store, name) for name in (a, b)]
-        if names[0] == names[1]:
-            raise VbenchError(f"{a} and {b} are the same backbone; compare two different ones")
-        report = comparison_report(compare(store, suite, *names, seeds=seed_list))
+        if names[0] == names[1] and suite_b in (None, suite):
+            raise VbenchError(f"{a} and {b} are the same backbone; compare two different ones (or one backbone on two "
+                              "suites with --suite-b)")
+        report = comparison_report(compare(store, suite, *names, seeds=seed_list, suite_b=suite_b))
     sys.stdout.write(render(report, fmt))

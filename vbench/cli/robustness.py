@@ -13,7 +13,7 @@ from vbench.cli._common import BackboneFilter, DbOption, PluginOption, app, cons
 
 @app.command("robustness")
 def robustness_command(
-    suite: str = typer.Option(..., "--suite", help="cifar10, cifar100, tiny-imagenet (or a suite file of 32 or 64 px)."),
+    suite: str = typer.Option(..., "--suite", help="cifar10, cifar100, tiny-imagenet (or a suite file of 32 or 64 px); imagenet, imagenet-100: ImageNet's test sets."),
     backbones: Optional[str] = BackboneFilter,
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Only runs of these seeds (comma-separated)."),
     corruptions: str = typer.Option("all", "--corruptions", help="all, or comma-separated names (gaussian_noise,fog,...)."),
@@ -24,7 +24,8 @@ def robustness_command(
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
-    """Evaluate the final weights of finished runs on corrupted test images (released files, else generated)."""
+    """Evaluate the final weights of finished runs on corrupted test images (released files, else generated); on an
+    ImageNet suite, on ImageNet-C, -A, -R, -Sketch and V2, those under the data root."""
     # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
     from vbench.robustness.corruptions import parse_corruptions, parse_severities
     from vbench.robustness.evaluate import evaluate_robustness
@@ -37,6 +38,8 @@ def robustness_command(
     the_suite = load_suite(suite, overrides={"data_root": data_root})
     with opened(check_url(db), write=False) as store:  # nothing to evaluate is one line before anything is written
         check_suite_name(store, the_suite.name)
+    if the_suite.kind == "imagenet":
+        return _imagenet(the_suite, names, levels, backbones, seed_list, data_root, limit, device, db)
     with opened(db, write=True) as store:
         outcome = evaluate_robustness(store, the_suite, names, levels, backbones=stored_backbone_names(backbones, store),
                                       seeds=seed_list, data_root=data_root, device=device, limit=limit, console=console)
@@ -51,3 +54,27 @@ def robustness_command(
     console.print(table)
     console.print(f"{outcome.evaluated} evaluated now, {outcome.kept} kept from before; results are in {label}\n"
                   f"next: vbench report --robustness --suite {the_suite.name}", highlight=False)
+
+
+def _imagenet(suite, corruptions, severities, backbones, seeds, data_root, limit, device, db) -> None:
+    """``vbench robustness --suite imagenet``: ImageNet's test sets (vbench.robustness.imagenet)."""
+    # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+    from vbench.robustness.imagenet import evaluate_imagenet
+    from vbench.store import opened
+
+    with opened(db, write=True) as store:
+        outcome = evaluate_imagenet(store, suite, corruptions, severities, backbones=stored_backbone_names(backbones, store),
+                                    seeds=seeds, data_root=data_root, device=device, limit=limit, console=console)
+        label = store.label
+    for line in outcome.skipped:
+        err_console.print(f"note: {line}", highlight=False)
+    table = Table(title=f"vbench robustness: {suite.name} (ImageNet's test sets)")
+    for column in ("set", "folder"):
+        table.add_column(column)
+    for title, folder in outcome.sets.items():
+        table.add_row(title, folder)
+    for title in outcome.missing:
+        table.add_row(title, "[dim]not under the data root: skipped[/dim]")
+    console.print(table)
+    console.print(f"{len(outcome.runs)} runs: {outcome.evaluated} evaluated now, {outcome.kept} kept from before; results "
+                  f"are in {label}\nnext: vbench report --robustness --suite {suite.name}", highlight=False)

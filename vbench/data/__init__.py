@@ -31,7 +31,7 @@ SPLITS = ("train", "test")
 CACHE_FORMAT = 1  # bump when the decoded tensors change meaning
 CACHE_FOLDER = ".vbench-cache"
 _TORCHVISION_KINDS = ("cifar10", "cifar100", "svhn")
-_FILE_KINDS = ("tiny-imagenet", "image-folder")
+_FILE_KINDS = folders.FILE_KINDS
 GENERATED_KINDS = ("smoke", "digits")
 _progress_console = Console(stderr=True)
 
@@ -135,8 +135,7 @@ def _listing(suite: Suite, split: str, data_root=None, download: bool = False) -
             if not path.is_file():
                 raise VbenchError(torchvision_sets.missing_message(suite.kind, root, path))
         return Listing(root, torchvision_sets.source_files(suite.kind, root, split))
-    list_files = folders.tiny_imagenet_files if suite.kind == "tiny-imagenet" else folders.image_folder_files
-    paths, file_labels = list_files(root, split, suite.num_classes)
+    paths, file_labels = folders.split_files(suite.kind, root, split, suite.num_classes, suite.classes)
     return Listing(root, paths, paths, file_labels)
 
 
@@ -192,6 +191,9 @@ def _download(suite: Suite, root: Path, split: str) -> None:
         torchvision_sets.download(suite.kind, root, split)
     elif suite.kind == "tiny-imagenet":
         folders.download_tiny_imagenet(root)
+    elif suite.kind == "imagenet":
+        raise VbenchError(f"--download does not apply to ImageNet (image-net.org hands it out after a sign-up); put "
+                          f"train/<wnid>/ and val/<wnid>/ (or shards) under {root}")
     else:
         raise VbenchError(f"--download does not apply to an image folder ({root}); put the images there yourself")
 

@@ -64,9 +64,12 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed % 2**64, epoch % 2**64, 0x7EC1, stream])))
 
 
-def epoch_order(rng: np.random.Generator, num_train: int, repeats: int, batch_size: int) -> np.ndarray:
-    """``repeats`` back-to-back shuffled passes, cut to whole batches (drop_last)."""
-    order = np.concatenate([rng.permutation(num_train) for _ in range(repeats)])
+def epoch_order(rng: np.random.Generator, num_train: int, repeats: int, batch_size: int,
+                aug_repeats: int = 1) -> np.ndarray:
+    """``repeats`` back-to-back shuffled passes, cut to whole batches (drop_last). With ``aug_repeats`` > 1 a pass
+    draws each image that many times in a row and keeps its first ``num_train`` draws (timm's RepeatAugSampler:
+    the epoch keeps its length, the copies land in the same global batch, each augmented on its own)."""
+    order = np.concatenate([np.repeat(rng.permutation(num_train), aug_repeats)[:num_train] for _ in range(repeats)])
     return order[: (repeats * num_train // batch_size) * batch_size]
 
 
@@ -276,18 +279,21 @@ def cutmix_box(lam: float, centre_y: int, centre_x: int, img_h: int, img_w: int)
     return int(y1), int(y2), int(x1), int(x2)
 
 
-def mix_batch(x: torch.Tensor, y: torch.Tensor, params: MixParams, step: int) -> TrainBatch:
+def mix_batch(x: torch.Tensor, y: torch.Tensor, params: MixParams, step: int, inplace: bool = False) -> TrainBatch:
+    """Mixup or CutMix of step ``step``; ``inplace``: ``x`` is the caller's to overwrite (a streamed batch), which
+    spares a copy of the batch."""
     mode = MIX_MODES[int(params.mode[step])]
     if mode == "none":
         return TrainBatch(x=x, y_a=y, y_b=y, lam=1.0, mode=mode)
     partner = torch.from_numpy(params.partner[step]).to(x.device)
     lam = float(params.lam[step])
     if mode == "mixup":
-        x = x.mul(lam).add_(x[partner], alpha=1.0 - lam)
+        partners = x[partner]
+        x = (x.mul_(lam) if inplace else x.mul(lam)).add_(partners, alpha=1.0 - lam)
     else:
         img_h, img_w = x.shape[-2:]
         y1, y2, x1, x2 = cutmix_box(lam, int(params.centre_y[step]), int(params.centre_x[step]), img_h, img_w)
-        x = x.clone()
+        x = x if inplace else x.clone()
         x[:, :, y1:y2, x1:x2] = x[partner, :, y1:y2, x1:x2]
         lam = 1.0 - (y2 - y1) * (x2 - x1) / (img_h * img_w)
     return TrainBatch(x=x, y_a=y, y_b=y[partner], lam=lam, mode=mode)
@@ -312,7 +318,7 @@ class EpochPlan:
              autoaugment: BatchedAutoAugment | None) -> "EpochPlan":
         rng = epoch_rng(seed, epoch)
         # order and mixing first: the reference pipeline draws those two and nothing else from here
-        order = epoch_order(rng, num_train, recipe.repeats, recipe.batch_size)
+        order = epoch_order(rng, num_train, recipe.repeats, recipe.batch_size, recipe.aug_repeats)
         n, steps = order.size, order.size // recipe.batch_size
         mixing = sample_mixing(rng, steps, recipe.batch_size, img_h, img_w, recipe)
         crop_flip = sample_crop_flip(rng, n, recipe.crop_padding, recipe.hflip)
@@ -322,7 +328,7 @@ class EpochPlan:
 
 
 @contextmanager
-def _intra_op_threads(threads: int | None):
+def intra_op_threads(threads: int | None):
     if threads is None:
         yield
         return
@@ -387,7 +393,7 @@ class BatchedPipeline:
         chunk = self.chunk_batches * batch_size
         for start in range(0, plan.order.size, chunk):
             positions = slice(start, min(start + chunk, plan.order.size))
-            with _intra_op_threads(self.cpu_threads):
+            with intra_op_threads(self.cpu_threads):
                 index = torch.from_numpy(plan.order[positions])
                 x_u8 = images_u8[index.to(images_u8.device)].to(self.device, non_blocking=True)
                 y = labels[index.to(labels.device)].to(self.device, non_blocking=True)

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vbench.data.folders import imagenet_wnids
+
 __all__ = [
     "Fixture",
     "write_cifar10",
@@ -25,6 +27,8 @@ __all__ = [
     "write_image_folder",
     "write_image_folder_suite",
     "write_fixture",
+    "write_imagenet",
+    "imagenet_wnids",
     "truncate_file",
 ]
 
@@ -48,6 +52,23 @@ def _images(rng: np.random.Generator, n: int, size: int, smooth: bool = False) -
     images = start + slope * (ramp[None, None, :, None] * 0.5 + ramp[None, None, None, :] * 0.5)
     block = size // 4
     images[:, :, block : 2 * block, block : 2 * block] = rng.uniform(0, 255, (n, 3, 1, 1))
+    return np.clip(images, 0, 255).round().astype(np.uint8)
+
+
+def _class_images(rng: np.random.Generator, classes: np.ndarray, size: int, num_classes: int) -> np.ndarray:
+    """Smooth images (see ``_images``) whose gradient and block colour are their class's, jittered per image: a
+    model can learn them, so a test of training can tell learning from chance."""
+    table = np.random.default_rng(1234)
+    start, slope = table.uniform(0, 128, (num_classes, 3, 1, 1)), table.uniform(-60, 120, (num_classes, 3, 1, 1))
+    block_colour = table.uniform(0, 255, (num_classes, 3, 1, 1))
+    n = len(classes)
+    ramp = np.linspace(0.0, 1.0, size)
+    jitter = lambda scale: rng.normal(0, scale, (n, 3, 1, 1))  # noqa: E731
+    images = (start[classes] + jitter(12)) + (slope[classes] + jitter(12)) * (
+        ramp[None, None, :, None] * 0.5 + ramp[None, None, None, :] * 0.5)
+    block = size // 4
+    images[:, :, block: 2 * block, block: 2 * block] = block_colour[classes] + jitter(20)
+    images += rng.normal(0, 6, images.shape)
     return np.clip(images, 0, 255).round().astype(np.uint8)
 
 
@@ -127,11 +148,13 @@ def write_svhn(root: str | Path, num_train: int = 100, num_test: int = 50, seed:
 
 
 def write_tiny_imagenet(
-    root: str | Path, num_classes: int = 200, train_per_class: int = 2, val_per_class: int = 1, img_size: int = 64, seed: int = 3
+    root: str | Path, num_classes: int = 200, train_per_class: int = 2, val_per_class: int = 1, img_size: int = 64, seed: int = 3,
+    learnable: bool = False,
 ) -> Fixture:
     """``root/tiny-imagenet-200/`` in the release layout. The first training image and the first
     validation image are grayscale JPEGs (as some real ones are); their returned pixels are the gray
-    value in all three channels."""
+    value in all three channels. ``learnable``: each image drawn around its class's look (``_class_images``)
+    rather than at random, so that a model trained on the fixture can beat chance."""
     root = Path(root)
     base = root / "tiny-imagenet-200"
     rng = np.random.default_rng(seed)
@@ -144,6 +167,8 @@ def write_tiny_imagenet(
     label_of = {wnid: i for i, wnid in enumerate(sorted(wnids))}
 
     train_images = _images(rng, num_classes * train_per_class, img_size, smooth=True)
+    if learnable:
+        train_images = _class_images(rng, np.arange(num_classes * train_per_class) // train_per_class, img_size, num_classes)
     train_labels = []
     for c, wnid in enumerate(wnids):
         folder = base / "train" / wnid / "images"
@@ -158,7 +183,10 @@ def write_tiny_imagenet(
         (base / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
 
     val_images = _images(rng, num_classes * val_per_class, img_size, smooth=True)
-    val_wnids = [wnids[i] for i in rng.permutation(np.arange(num_classes * val_per_class) % num_classes)]
+    val_classes = rng.permutation(np.arange(num_classes * val_per_class) % num_classes)
+    val_wnids = [wnids[i] for i in val_classes]
+    if learnable:
+        val_images = _class_images(rng, val_classes, img_size, num_classes)
     (base / "val" / "images").mkdir(parents=True, exist_ok=True)
     annotations = []
     for i, wnid in enumerate(val_wnids):
@@ -173,6 +201,33 @@ def write_tiny_imagenet(
         root, train_images, np.array(train_labels, dtype=np.int64), val_images,
         np.array([label_of[w] for w in val_wnids], dtype=np.int64), files,
     )
+
+
+def write_imagenet(
+    root: str | Path, num_classes: int = 3, train_per_class: int = 6, val_per_class: int = 3, seed: int = 5,
+    sizes: tuple[int, int] = (64, 224), learnable: bool = True, wnids: list[str] | None = None,
+) -> Fixture:
+    """``root/train/<wnid>/<wnid>_<k>.JPEG`` and ``root/val/<wnid>/ILSVRC2012_val_<n>.JPEG`` (the layout the usual
+    valprep script leaves), the wnids ``wnids`` or the first ``num_classes`` of ImageNet's sorted synsets, each image a JPEG
+    of its own size drawn from ``sizes`` (width and height apart, as ImageNet's vary). The returned pixels are
+    those of a square ``sizes[0]`` image before it was resized to its own size (for counts and labels, not pixels)."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    wnids = sorted(wnids) if wnids else imagenet_wnids()[:num_classes]
+    num_classes = len(wnids)
+    files, result = [], {}
+    for split, folder, per_class in (("train", "train", train_per_class), ("test", "val", val_per_class)):
+        classes = np.repeat(np.arange(num_classes), per_class)
+        images = _class_images(rng, classes, sizes[0], num_classes) if learnable else _images(rng, len(classes), sizes[0], smooth=True)
+        for i, c in enumerate(classes):
+            (root / folder / wnids[c]).mkdir(parents=True, exist_ok=True)
+            name = f"{wnids[c]}_{i}.JPEG" if split == "train" else f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+            width, height = (int(v) for v in rng.integers(sizes[0], sizes[1] + 1, 2))
+            picture = Image.fromarray(images[i].transpose(1, 2, 0)).resize((width, height), Image.Resampling.BILINEAR)
+            picture.save(root / folder / wnids[c] / name, format="JPEG", quality=90)
+            files.append(root / folder / wnids[c] / name)
+        result[split] = (images, classes.astype(np.int64))
+    return Fixture(root, *result["train"], *result["test"], files)
 
 
 def _save_jpeg(path: Path, images: np.ndarray, i: int, grayscale: bool = False) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from timm.data import ImageNetInfo
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.datasets.utils import download_and_extract_archive
 
@@ -102,8 +103,10 @@ def image_folder_split_dir(root: Path, split: str) -> Path:
     return root / "val"
 
 
-def image_folder_files(root: Path, split: str, num_classes: int) -> tuple[list[Path], list[int]]:
-    """Class names come from ``train/`` (sorted, as torchvision's ImageFolder numbers them)."""
+def image_folder_files(root: Path, split: str, num_classes: int,
+                       keep: list[str] | None = None) -> tuple[list[Path], list[int]]:
+    """Class names come from ``train/`` (sorted, as torchvision's ImageFolder numbers them); ``keep``: only
+    these class folders (ImageNet-100 out of ImageNet), every one of which must be there."""
     train_dir = root / "train"
     split_dir = image_folder_split_dir(root, split)
     for folder in (train_dir, split_dir):
@@ -112,13 +115,10 @@ def image_folder_files(root: Path, split: str, num_classes: int) -> tuple[list[P
                 f"image folder not found: {folder} does not exist; expected {root}/train/<class>/* and "
                 f"{root}/val/<class>/* (or test/); set 'root' in the suite file or pass --data-root"
             )
-    try:
-        classes, class_to_idx = find_classes(str(train_dir))
-    except FileNotFoundError:
-        raise VbenchError(f"image folder {train_dir} has no class folders; expected {train_dir}/<class>/*") from None
+    classes, class_to_idx = folder_classes(train_dir, keep)
     if len(classes) != num_classes:
         raise VbenchError(f"image folder {train_dir} has {len(classes)} classes, the suite says num_classes = {num_classes}")
-    if split != "train":
+    if split != "train" and keep is None:
         extra = sorted(set(find_classes(str(split_dir))[0]) - set(classes))
         if extra:
             raise VbenchError(f"image folder {split_dir} has classes that {train_dir} lacks: {', '.join(extra[:5])}")
@@ -129,6 +129,71 @@ def image_folder_files(root: Path, split: str, num_classes: int) -> tuple[list[P
     if not samples:
         raise VbenchError(f"image folder {split_dir} holds no images ({', '.join(IMG_EXTENSIONS)})")
     return [Path(path) for path, _ in samples], [label for _, label in samples]
+
+
+def folder_classes(train_dir: Path, keep: list[str] | None = None) -> tuple[list[str], dict[str, int]]:
+    """The class folders of ``train_dir`` (sorted), or of them the ``keep`` list, numbered in sorted order."""
+    try:
+        classes, class_to_idx = find_classes(str(train_dir))
+    except FileNotFoundError:
+        raise VbenchError(f"image folder {train_dir} has no class folders; expected {train_dir}/<class>/*") from None
+    if keep is None:
+        return classes, class_to_idx
+    missing = sorted(set(keep) - set(classes))
+    if missing:
+        raise VbenchError(f"image folder {train_dir} lacks {len(missing)} of the suite's {len(set(keep))} classes "
+                          f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    kept = sorted(set(keep))
+    return kept, {name: i for i, name in enumerate(kept)}
+
+
+def read_class_list(path: str | Path) -> list[str]:
+    """A suite's ``classes`` file: one class folder name a line (``#`` comments and blank lines skipped)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise VbenchError(f"cannot read the class list {path}: {exc}") from None
+    names = [line.split("#")[0].strip() for line in lines]
+    names = [name for name in names if name]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if not names or repeated:
+        raise VbenchError(f"class list {path} " + (f"repeats {', '.join(repeated[:3])}" if repeated else "lists no class"))
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageNet (ILSVRC-2012): root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG, the layout of the usual valprep
+# script; root is the data root itself or its imagenet/ folder
+
+IMAGENET_FOLDER = "imagenet"
+FILE_KINDS = ("tiny-imagenet", "image-folder", "imagenet")  # datasets stored as image files, one a file
+
+
+def imagenet_wnids() -> list[str]:
+    """ImageNet-1k's 1000 WordNet ids in sorted order, the labels' order (timm's copy of the list)."""
+    return sorted(ImageNetInfo().label_names())
+
+
+def imagenet_dir(root: Path) -> Path:
+    return root if (root / "train").is_dir() or not (root / IMAGENET_FOLDER).is_dir() else root / IMAGENET_FOLDER
+
+
+def split_files(kind: str, root: Path, split: str, num_classes: int,
+                classes_file: str | None = None) -> tuple[list[Path], list[int]]:
+    """Image paths and labels of a split of a dataset stored as files (tiny-imagenet, image-folder, imagenet)."""
+    keep = read_class_list(classes_file) if classes_file else None
+    if kind == "tiny-imagenet":
+        return tiny_imagenet_files(root, split, num_classes)
+    return image_folder_files(imagenet_dir(root) if kind == "imagenet" else root, split, num_classes, keep)
+
+
+def split_classes(kind: str, root: Path, classes_file: str | None = None) -> list[str]:
+    """The class names of a dataset stored as files, in label order."""
+    if kind == "tiny-imagenet":
+        wnids_file = tiny_imagenet_dir(root) / "wnids.txt"
+        return sorted({line.strip() for line in wnids_file.read_text().splitlines() if line.strip()})
+    folder = (imagenet_dir(root) if kind == "imagenet" else root) / "train"
+    return folder_classes(folder, read_class_list(classes_file) if classes_file else None)[0]
 
 
 # ---------------------------------------------------------------------------------------------

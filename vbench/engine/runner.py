@@ -265,7 +265,8 @@ class Runner:
             self.progress.reset(self.stage_bar, total=stage.iterations, stats="",
                                 description=f"{label} {self.info.step_unit} {stage.label}")
             for step, batch in enumerate(task.train_batches(job.seed, stage)):
-                batch = self.dist.shard(batch)  # this rank's share of the global batch
+                if not getattr(task, "local_batches", False):  # a streamed task reads each rank's share itself
+                    batch = self.dist.shard(batch)  # this rank's share of the global batch
                 step_started = time.perf_counter() if compiling else None
                 schedule.step_update(stage.first_iteration + step)
                 loss, stats, size = train_model.run_step(
@@ -331,8 +332,19 @@ class Runner:
         outcome.wall_time_s = totals.prior_wall_s + time.perf_counter() - session_start
         settings = {**self._settings(), "compiled": train_model.compiled, "compile_s": totals.compile_s}
         self.store.finish_run(run_id, "done", metrics=metrics, steps_done=totals.history[-1][0], settings=settings,
-                              train_images_per_s=outcome.images_per_s, wall_time_s=outcome.wall_time_s)
+                              train_images_per_s=outcome.images_per_s, wall_time_s=outcome.wall_time_s,
+                              **self._skipped_images(final, run_id))
         outcome.status = "done"
+
+    def _skipped_images(self, final: dict, run_id: int) -> dict:
+        """Streamed data: the corrupt images skipped (counted in the last evaluation's row), kept in the run's data
+        column and said, so that losing images is never silent."""
+        skipped = {split: final[f"skipped_{split}"] for split in ("train", "test") if final.get(f"skipped_{split}")}
+        if not skipped:
+            return {}
+        counts = ", ".join(f"{count} {split}" for split, count in skipped.items())
+        self._log(f"[yellow]note: run {run_id} skipped corrupt images that do not decode: {counts}[/yellow]")
+        return {"data": {**self.data.description, "skipped_images": skipped}}
 
 
 def _key_dict(key: RunKey) -> dict:

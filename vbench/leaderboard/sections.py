@@ -41,7 +41,7 @@ from vbench.registry import Registry
 from vbench.reporting.numbers import millions
 from vbench.reporting.paper import paper_segmentation_rows
 from vbench.reporting.plot import paper_points
-from vbench.reporting.report import HEAD_NAMES, mean_std, seg_flops_text, seg_params_text
+from vbench.reporting.report import HEAD_NAMES, IMAGENET_KEY, mean_std, seg_flops_text, seg_params_text
 from vbench.tasks import get_task
 
 RESERVED_PAGES = ("runs",)  # runs.html and runs/ hold the run pages
@@ -153,8 +153,8 @@ def _mean_std_cell(mean: float | None, std: float | None) -> Cell:
 @register_section("classification", page="index", title="Classification", order=10)
 def classification_suites(site) -> Iterable[Block]:
     for section in (site.report.sections if site.report else []):
-        if section.task != "classification" or section.pivot:
-            continue
+        if section.task != "classification" or section.pivot or section.key.startswith(IMAGENET_KEY):
+            continue  # ImageNet's tables have a page of their own (vbench.leaderboard.imagenet)
         key = f"suite-{slug(section.key)}"
         dataset = section.records[0]["dataset"] if section.records else None
         paper = paper_points(dataset)

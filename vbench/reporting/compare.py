@@ -71,10 +71,13 @@ class Comparison:
 
 
 def compare(store, suite: str, a: str, b: str, seeds: list[int] | None = None, n_resamples: int = N_RESAMPLES,
-            bootstrap_seed: int = 0) -> Comparison:
+            bootstrap_seed: int = 0, suite_b: str | None = None) -> Comparison:
     """Compare backbones ``a`` and ``b`` (stored names) on ``suite``; VbenchError when either side has no
-    finished runs or no two groups are the same experiment."""
-    group_a, group_b = _matching_groups(store, suite, a, b)
+    finished runs or no two groups are the same experiment. ``suite_b``: B's runs come from this suite (one
+    backbone on two suites that read the same images differently, say in memory and streamed from shards): the
+    two must share recipe and precision, their data may differ, and the per-image tests check that both
+    evaluated the same test images."""
+    group_a, group_b = _matching_groups(store, suite, a, b, suite_b)
     group_a, group_b = _only_seeds(group_a, seeds), _only_seeds(group_b, seeds)
     info = get_task(group_a.task)
     metric = info.primary
@@ -114,19 +117,31 @@ def _calibration_over_seeds(store, a: ResultGroup, b: ResultGroup, pairs: list[P
             for key, _, scale in CALIBRATION_METRICS}
 
 
-def _matching_groups(store, suite: str, a: str, b: str) -> tuple[ResultGroup, ResultGroup]:
-    groups = all_groups(store, suite=suite, backbones=[a, b])
-    sides = {name: [g for g in groups if g.backbone == name] for name in (a, b)}
-    for name, found in sides.items():
-        if not found:
-            raise VbenchError(f"no finished runs of {name!r} on suite {suite!r} in {store.label}; run it first "
+def _matching_groups(store, suite: str, a: str, b: str, suite_b: str | None = None) -> tuple[ResultGroup, ResultGroup]:
+    sides = {}
+    for side, name, where in (("a", a, suite), ("b", b, suite_b or suite)):
+        sides[side] = [g for g in all_groups(store, suite=where, backbones=[name]) if g.backbone == name]
+        if not sides[side]:
+            raise VbenchError(f"no finished runs of {name!r} on suite {where!r} in {store.label}; run it first "
                               "(`vbench runs` lists what is there)")
-    pairs = [(x, y) for x in sides[a] for y in sides[b] if x.same_experiment(y) is None]
+    across = suite_b is not None and suite_b != suite
+    pairs = [(x, y) for x in sides["a"] for y in sides["b"] if _comparable(x, y, across) is None]
     if not pairs:
-        newest_a, newest_b = sides[a][-1], sides[b][-1]
-        raise VbenchError(f"{a} and {b} have no finished runs of one experiment on {suite!r} "
-                          f"({newest_a.same_experiment(newest_b)}); train both with the same recipe and data")
+        newest_a, newest_b = sides["a"][-1], sides["b"][-1]
+        where = f"{suite!r} and {suite_b!r}" if across else repr(suite)
+        raise VbenchError(f"{a} and {b} have no finished runs of one experiment on {where} "
+                          f"({_comparable(newest_a, newest_b, across)}); train both with the same recipe and data")
     return max(pairs, key=lambda pair: max(pair[0].newest.id, pair[1].newest.id))
+
+
+def _comparable(a: ResultGroup, b: ResultGroup, across_suites: bool) -> str | None:
+    """None when two groups can be compared, else why not; across two suites the data may differ (that is the
+    point) but not the number of test images."""
+    why = a.same_experiment(b)
+    if across_suites and why == "data differs":
+        sizes = [(group.data or {}).get("sizes", {}).get("test") for group in (a, b)]
+        return None if sizes[0] == sizes[1] else f"{sizes[0]} and {sizes[1]} test images"
+    return why
 
 
 def _only_seeds(group: ResultGroup, seeds: list[int] | None) -> ResultGroup:
@@ -192,6 +207,10 @@ def _notes(comparison: Comparison) -> list[str]:
     if comparison.task == "classification" and not comparison.calibration:
         notes.append("No calibration: the runs' predictions keep no class probabilities (kept since predictions "
                      "format 2).")
+    if comparison.a.suite != comparison.b.suite:
+        notes.append(f"A's runs are of suite {comparison.a.suite} (data {comparison.a.data_id}), B's of suite "
+                     f"{comparison.b.suite} (data {comparison.b.data_id}): same recipe and precision, the per-image "
+                     "tests on the same test images.")
     if comparison.task == "segmentation":
         notes.append("Per image: a bootstrap interval of the mIoU difference (counts summed per resample); McNemar's "
                      "test needs per-image correctness, which segmentation does not have.")
@@ -224,6 +243,8 @@ def comparison_report(comparison: Comparison):
         "only A right / only B right": f"{p.only_a_correct} / {p.only_b_correct}" if p.only_a_correct is not None else "-",
     } for p in comparison.pairs])
     title = f"{a.backbone} against {b.backbone} on {comparison.suite}"
+    if b.suite != a.suite:
+        title = f"{a.backbone} on {a.suite} against {b.backbone} on {b.suite}"
     calibration = _calibration_section(comparison, title)
     sections = [
         ReportTable("seeds", comparison.task, f"{title}: over seeds", [summary], display,

@@ -33,7 +33,7 @@ from vbench.reporting.stats import mean_interval, seed_difference
 from vbench.suites import paper_recipe
 
 TABLE4_DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
-DATASET_TITLES = {**TABLE4_DATASETS, "tiny-imagenet": "Tiny-ImageNet", "ade20k": "ADE20K"}
+DATASET_TITLES = {**TABLE4_DATASETS, "tiny-imagenet": "Tiny-ImageNet", "ade20k": "ADE20K", "imagenet": "ImageNet"}
 HEAD_NAMES = {"upernet": "UPerNet", "fpn": "FPN"}
 CLASSIFICATION_NOTE = (
     "Acc: top-1 (%) on the test split, mean ± std over n seeds; (+x.xx): gain of an LKCA model over its ViT "
@@ -73,7 +73,9 @@ def build_report(store, suite: str | None = None, backbones: Iterable[str] | Non
     sections: list[ReportTable] = []
     classification = [g for g in results.groups if g.task == "classification"]
     for suite_name in sorted({g.suite for g in classification}):
-        sections.append(classification_section([g for g in classification if g.suite == suite_name], compare_paper))
+        suite_groups = [g for g in classification if g.suite == suite_name]
+        make = imagenet_section if suite_groups[0].dataset in IMAGENET_DATASETS else classification_section
+        sections.append(make(suite_groups, compare_paper))
     if len({g.dataset for g in classification if g.dataset in TABLE4_DATASETS}) >= 2:
         sections.append(table4_section(classification, compare_paper))
     segmentation = [g for g in results.groups if g.task == "segmentation"]
@@ -265,6 +267,34 @@ def classification_section(groups: list[ResultGroup], compare_paper: bool) -> Re
                         "not comparable with the published one.")
     return ReportTable(first.suite, "classification", _suite_title(first.suite, first.dataset), records,
                    pd.DataFrame(rows), notes, suite=first.suite)
+
+
+# --- ImageNet: the table compact backbones are judged by (DeiT, MobileViT, timm's results-imagenet.csv) --------------
+IMAGENET_DATASETS = ("imagenet",)
+IMAGENET_KEY = "imagenet:"  # the key prefix of ImageNet sections (the leaderboard gives them a page of their own)
+IMAGENET_NOTE = ("Top-1 / Top-5: accuracy (%) on the ImageNet validation split (timm's protocol: resize to img_size / "
+                 "crop_pct, centre crop), mean ± std over n seeds; # Params in M; GFLOPs: fvcore multiply-accumulates "
+                 "of one image at the input size; img/s: training images per second, measured at that size (mean over "
+                 "seeds).")
+
+
+def imagenet_section(groups: list[ResultGroup], compare_paper: bool) -> ReportTable:
+    """An ImageNet suite: top-1 and top-5, params, FLOPs and throughput at the input size (224)."""
+    records = classification_records(groups, compare_paper)
+    sizes = {g.backbone: g.runs[0].img_size for g in groups}
+    rows = []
+    for record in records:
+        record["img_size"] = sizes[record["backbone"]]
+        top1 = fmt(record["acc_mean"]) + (f" ± {record['acc_std']:.2f}" if record["acc_std"] is not None else "")
+        rows.append({"Model": record["model"], "Top-1": top1, "Top-5": fmt(record["top5_mean"]), "n": str(record["n"]),
+                     "# Params": params_text(record["params_m"]),
+                     "GFLOPs": fmt(record["flops_m"] / 1e3 if record["flops_m"] is not None else None, 3),
+                     "img/s": fmt(record["images_per_s"], 0), "Input": str(record["img_size"]),
+                     "Epochs": str(record["epochs"]), "Recipe": record["recipe_hash"][:8]})
+    first = groups[0]
+    notes = [note.replace("the paper's", "DeiT's (the imagenet suite's)") for note in recipe_notes(groups)] + [IMAGENET_NOTE]
+    return ReportTable(IMAGENET_KEY + first.suite, "classification", _suite_title(first.suite, first.dataset), records,
+                       pd.DataFrame(rows), notes, suite=first.suite)
 
 
 def table4_section(groups: list[ResultGroup], compare_paper: bool) -> ReportTable:

@@ -77,6 +77,9 @@ def evaluate_robustness(store, suite, corruptions: list[str], severities: list[i
     candidates = finished_runs(store, suite, backbones, seeds)
     task = ClassificationTask(suite, resolve_device(device), data_root=data_root, limit=limit)
     data = task.load_data()
+    if task.stream is not None:
+        raise VbenchError(f"suite {suite.name!r} is streamed; corrupted test splits are made from an in-memory test "
+                          "split (run the suite's in-memory twin, or use an ImageNet suite and ImageNet-C)")
     runs, skipped = select_runs(store, candidates, data.identity)
     outcome = RobustnessOutcome(runs=runs, skipped=skipped)
     done = {(e.run_id, e.condition) for e in store.evaluations(KIND, [run.id for run in runs])}

@@ -18,6 +18,7 @@ from vbench.reporting.report import ReportTable, partner_of
 from vbench.reporting.results import finished_results
 from vbench.robustness.corruptions import CORRUPTIONS
 from vbench.robustness.evaluate import KIND
+from vbench.robustness.imagenet import ALEXNET_CLEAN_ERROR, KIND_C, KIND_SETS, TEST_SETS, alexnet_corruption_errors
 from vbench.robustness.metrics import robustness_summary
 
 NOTE = ("Accuracies are top-1 (%) on the corrupted test split, the mean over the severities evaluated and the seeds "
@@ -37,10 +38,101 @@ def robustness_sections(store, suite: str | None = None, backbones=None, referen
         suite_groups = [g for g in groups if g.suite == suite_name and any(r.id in by_run for r in g.runs)]
         if suite_groups:
             sections += _suite_sections(suite_name, suite_groups, by_run, reference)
+    sections += imagenet_sections(store, groups, reference)
     if not sections:
         where = f" of suite {suite!r}" if suite else ""
         raise VbenchError(f"no corruption results{where} in {store.label}; run `vbench robustness --suite ...` first")
     return sections
+
+
+# --- ImageNet's test sets (vbench.robustness.imagenet) ----------------------------------------------------------
+IMAGENET_NOTE = ("Top-1 (%) on each set, the mean over the seeds of one experiment; ImageNet: the clean validation "
+                 "split; ImageNet-A and -R with the logits masked to their 200 classes (as timm does); ImageNet-C: mCA "
+                 "the mean accuracy over its corruptions and severities, mCE and relative mCE (Hendrycks & Dietterich) "
+                 "in percent of the reference.")
+
+
+def imagenet_sections(store, groups: list, reference: str | None = None) -> list:
+    """Per ImageNet suite with results of ImageNet's test sets: top-1 on each set with mCE, and ImageNet-C's
+    accuracy per corruption."""
+    evaluations = store.evaluations(None, [run.id for g in groups for run in g.runs])
+    by_run: dict[int, list] = {}
+    for evaluation in evaluations:
+        if evaluation.kind in (KIND_C, KIND_SETS):
+            by_run.setdefault(evaluation.run_id, []).append(evaluation)
+    sections = []
+    for suite_name in sorted({g.suite for g in groups}):
+        suite_groups = [g for g in groups if g.suite == suite_name and any(r.id in by_run for r in g.runs)]
+        if suite_groups:
+            sections += _imagenet_suite_sections(suite_name, suite_groups, by_run, reference)
+    return sections
+
+
+def _imagenet_suite_sections(suite_name: str, groups: list, by_run: dict[int, list], reference: str | None) -> list:
+    names = _table_names(groups)
+    c_rows = [{"backbone": g.backbone, "corruption": e.condition.split("/")[0], "severity": int(e.condition.split("/")[1]),
+               "accuracy": e.metrics["top1"]} for g in groups for run in g.runs for e in by_run.get(run.id, [])
+              if e.kind == KIND_C]
+    frame = pd.DataFrame(c_rows, columns=["backbone", "corruption", "severity", "accuracy"])
+    clean = {g.backbone: sum(g.values("top1").values()) / g.n for g in groups}
+    if reference and reference not in set(frame["backbone"]):
+        raise VbenchError(f"reference backbone {reference!r} has no ImageNet-C results on {suite_name!r}; choose one of "
+                          f"{', '.join(sorted(set(frame['backbone']))) or 'none'}, or leave --reference out for AlexNet's")
+    records = []
+    for group in groups:
+        sets = {}
+        for run in group.runs:
+            for evaluation in by_run.get(run.id, []):
+                if evaluation.kind == KIND_SETS:
+                    sets.setdefault(evaluation.condition, []).append(evaluation.metrics["top1"])
+        own = frame[frame["backbone"] == group.backbone]
+        record = {"task": "classification", "suite": suite_name, "model": names[group.backbone],
+                  "backbone": group.backbone, "n": group.n, "clean_accuracy": clean[group.backbone],
+                  **{s.name: (sum(sets[s.name]) / len(sets[s.name]) if s.name in sets else None) for s in TEST_SETS},
+                  "mean_corruption_accuracy": float(own["accuracy"].mean()) if not own.empty else None,
+                  "recipe_hash": group.recipe_hash,
+                  **_mce(own, frame, clean, group.backbone, reference),
+                  **{name: float(own[own["corruption"] == name]["accuracy"].mean()) if (own["corruption"] == name).any()
+                     else None for name in CORRUPTIONS}}
+        records.append(record)
+    display = pd.DataFrame([{
+        "Model": r["model"], "n": str(r["n"]), "ImageNet": fmt(r["clean_accuracy"]),
+        **{s.title: fmt(r[s.name]) for s in TEST_SETS}, "ImageNet-C mCA": fmt(r["mean_corruption_accuracy"]),
+        "mCE": fmt(r["mce"]), "rel. mCE": fmt(r["relative_mce"]), "Reference": r["reference"] or "-",
+    } for r in records])
+    notes = [IMAGENET_NOTE]
+    if any(r["reference"] == ALEXNET for r in records):
+        notes.append("mCE against AlexNet uses its published errors (Hendrycks' means over severities 1-5, clean error "
+                     f"{ALEXNET_CLEAN_ERROR}); it counts the corruptions evaluated at all five severities.")
+    sections = [ReportTable(f"{suite_name}/imagenet-sets", "classification", f"{suite_name}: ImageNet test sets",
+                            records, display, notes, suite=suite_name)]
+    if not frame.empty:
+        accuracy = pd.DataFrame([{"Model": r["model"], **{name: fmt(r[name]) for name in CORRUPTIONS}} for r in records])
+        sections.append(ReportTable(f"{suite_name}/imagenet-c", "classification",
+                                    f"{suite_name}: ImageNet-C accuracy per corruption", records, accuracy, [],
+                                    suite=suite_name, pivot=True))
+    return sections
+
+
+ALEXNET = "AlexNet (published)"
+
+
+def _mce(own: pd.DataFrame, frame: pd.DataFrame, clean: dict, backbone: str, reference: str | None) -> dict:
+    none = {"mce": None, "relative_mce": None, "reference": None}
+    if own.empty:
+        return none
+    if reference:
+        pair = frame[frame["backbone"].isin([backbone, reference])]
+        summary = robustness_summary(pair, clean, reference).set_index("backbone").loc[backbone]
+        return {"mce": float(summary["mce"]), "relative_mce": float(summary["relative_mce"]), "reference": reference}
+    errors: dict[str, dict[int, float]] = {}
+    for row in own.groupby(["corruption", "severity"], as_index=False)["accuracy"].mean().itertuples():
+        errors.setdefault(row.corruption, {})[row.severity] = 100.0 - row.accuracy
+    rows = alexnet_corruption_errors(errors, 100.0 - clean[backbone])
+    if not rows:
+        return none
+    return {"mce": sum(r["ce"] for r in rows.values()) / len(rows),
+            "relative_mce": sum(r["relative_ce"] for r in rows.values()) / len(rows), "reference": ALEXNET}
 
 
 def _frame(groups: list, by_run: dict[int, list]) -> tuple[pd.DataFrame, dict[str, float], set[str], list[int]]:
@@ -69,7 +161,7 @@ def _suite_sections(suite_name: str, groups: list, by_run: dict[int, list], refe
     if reference and reference not in set(frame["backbone"]):
         raise VbenchError(f"reference backbone {reference!r} has no corruption results on {suite_name!r}; choose one "
                           f"of {', '.join(sorted(set(frame['backbone'])))}")
-    names = dict(zip((g.backbone for g in groups), table_names(groups[0].dataset, [(g.paper_names, g.backbone) for g in groups])))
+    names = _table_names(groups)
     records = []
     for group in groups:
         own = frame[frame["backbone"] == group.backbone]
@@ -128,3 +220,8 @@ def severity_charts(store, suite: str | None = None) -> list:
                                 [record["clean_accuracy"], *(sum(per_severity[s]) / len(per_severity[s]) for s in severities)]))
         made.append(curve_chart(section.suite, curves, "acc", "severity", "top-1 accuracy (%), mean over corruptions"))
     return made
+
+
+def _table_names(groups: list) -> dict[str, str]:
+    """Each backbone's name in the paper table its rows mirror."""
+    return dict(zip((g.backbone for g in groups), table_names(groups[0].dataset, [(g.paper_names, g.backbone) for g in groups])))

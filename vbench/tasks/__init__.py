@@ -52,7 +52,7 @@ class TaskInfo:
 
 CLASSIFICATION = TaskInfo(
     name="classification", recipe=ClassificationRecipe,
-    kinds=("cifar10", "cifar100", "svhn", "tiny-imagenet", "image-folder", "smoke", "digits"),
+    kinds=("cifar10", "cifar100", "svhn", "tiny-imagenet", "image-folder", "imagenet", "smoke", "digits"),
     step_unit="epoch",
     metrics=(Metric("top1", "top-1"), Metric("top5", "top-5")),
     primary="top1", implementation="vbench.tasks.classification:ClassificationTask",

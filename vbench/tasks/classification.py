@@ -3,6 +3,11 @@
 Batches come from the batched recipe (``vbench.data.augment``) or the per-image reference pipeline, both
 a function of (seed, epoch); AdamW (or Adam/SGD) with timm's warm-up + cosine schedule stepped every
 iteration; label-smoothed mixed cross-entropy; top-1/top-5 on the test split after every epoch.
+
+A streamed suite (``vbench.data.readers``: shards, or ``stream = true``) reads its images through
+``vbench.data.stream`` instead: each rank reads its own share (``local_batches``), and the evaluation's per-rank
+results are gathered and put back in the test split's order; the corrupt images skipped are counted in every
+evaluation's row (``skipped_train``, ``skipped_test``).
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import logging
 
 import torch
 import torch.nn as nn
+from timm.optim import param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 
-from vbench.data import load_dataset
 from vbench.data.augment import BatchedPipeline, mixed_cross_entropy
+from vbench.data.readers import open_data
 from vbench.data.reference_pipeline import ReferencePipeline
+from vbench.data.stream import Streamer, process_group
 from vbench.errors import VbenchError
 from vbench.models.measure import count_flops, count_flops_paper, count_params
 from vbench.store.predictions import ClassificationPredictions
@@ -27,6 +34,7 @@ PIPELINES = ("batched", "reference")
 
 class ClassificationTask:
     info = CLASSIFICATION
+    stream: Streamer | None = None  # a streamed suite's reader (None: the splits are in memory)
 
     def __init__(self, suite, device: torch.device, pipeline: str = "batched", data_root=None,
                  download: bool = False, limit: int | None = None):
@@ -36,18 +44,32 @@ class ClassificationTask:
         self.pipeline, self.data_root, self.download, self.limit = pipeline, data_root, download, limit
         self.data = None
 
+    @property
+    def local_batches(self) -> bool:
+        """Streamed: each rank reads its own share of every global batch (the Runner must not cut it again)."""
+        return self.stream is not None
+
     def prepare(self) -> DataInfo:
         info = self.load_data()
-        self.steps_per_epoch = self.batches.steps_per_epoch(len(self.data.train_images))
+        if self.stream is not None:
+            num_train, self.steps_per_epoch = self.data.train.count, self.stream.steps_per_epoch()
+        else:
+            num_train = len(self.data.train_images)
+            self.steps_per_epoch = self.batches.steps_per_epoch(num_train)
         if self.steps_per_epoch < 1:
             raise VbenchError(
-                f"suite {self.suite.name!r} has {len(self.data.train_images)} training images, fewer than one batch "
+                f"suite {self.suite.name!r} has {num_train} training images, fewer than one batch "
                 f"of {self.recipe.batch_size} x {self.recipe.repeats} repeats; lower batch_size with --batch-size")
         return info
 
     def load_data(self) -> DataInfo:
         """The splits and the batch pipeline, without the training checks (evaluation needs no more)."""
-        data = load_dataset(self.suite, self.data_root, self.download, self.limit)
+        reader, data = open_data(self.suite, self.data_root, self.download, self.limit)
+        if reader.streamed:
+            self.data, self.stream = data, Streamer(data.train, data.test, self.suite, self.device, self.pipeline)
+            if data.test.count == 0:
+                raise VbenchError(f"suite {self.suite.name!r} has an empty test split")
+            return DataInfo(data.identity, data.description)
         if self.pipeline == "reference":
             self.batches = ReferencePipeline(self.suite, self.device)
         else:
@@ -76,15 +98,18 @@ class ClassificationTask:
 
     def make_optimizer(self, model: nn.Module):
         recipe = self.recipe
+        lr, parameters = recipe.scaled_lr, parameter_groups(model, recipe)
         if recipe.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+            optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=recipe.weight_decay)
         elif recipe.optimizer == "adam":
-            optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+            optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=recipe.weight_decay)
         else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
+            optimizer = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=recipe.weight_decay)
         return optimizer, cosine_schedule(optimizer, recipe, self.steps_per_epoch)
 
     def train_batches(self, seed: int, stage: Stage):
+        if self.stream is not None:
+            return self.stream.train_batches(seed, stage.index)
         return self.batches.train_batches(self.data.train_images, self.data.train_labels, seed, stage.index)
 
     def train_step(self, model: nn.Module, batch):
@@ -98,6 +123,8 @@ class ClassificationTask:
     def evaluate(self, model: nn.Module) -> Scores:
         """Top-1 and top-5 accuracy (%) on centre images of the test split, and each image's top 5 and class
         probabilities."""
+        if self.stream is not None:
+            return self.evaluate_stream(model)
         return self.evaluate_images(model, self.data.test_images, self.data.test_labels)
 
     @torch.no_grad()
@@ -110,11 +137,73 @@ class ClassificationTask:
             tops.append(logits.topk(min(5, logits.shape[-1]), dim=-1).indices)
             probabilities.append(logits.softmax(dim=-1).half().cpu())  # kept per image, for calibration
             seen.append(y)
-        top, label = torch.cat(tops), torch.cat(seen)
-        hits = top.eq(label[:, None])
-        metrics = {"top1": 100.0 * float(hits[:, 0].sum()) / len(label),
-                   "top5": 100.0 * float(hits.any(dim=-1).sum()) / len(label)}
-        return Scores(metrics, ClassificationPredictions.from_probabilities(torch.cat(probabilities), label, top))
+        return top_k_scores(torch.cat(tops), torch.cat(seen), torch.cat(probabilities))
+
+    @torch.no_grad()
+    def evaluate_stream(self, model: nn.Module) -> Scores:
+        """``evaluate`` of a streamed suite: each rank its share, gathered, in the test split's order."""
+        model.eval()
+        tops, seen, indices, probabilities = [], [], [], []
+        for x, y, index in self.stream.eval_batches():
+            logits = model(x).float()
+            tops.append(logits.topk(min(5, logits.shape[-1]), dim=-1).indices.cpu())
+            probabilities.append(logits.softmax(dim=-1).half().cpu())  # kept per image, for calibration
+            seen.append(y.cpu())
+            indices.append(index)
+        classes = self.suite.num_classes
+        top = torch.cat(tops) if tops else torch.zeros((0, min(5, classes)), dtype=torch.int64)
+        probability = torch.cat(probabilities) if probabilities else torch.zeros((0, classes), dtype=torch.float16)
+        label, index = (torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64) for parts in (seen, indices))
+        top, label, index, probability = gather_ranks(top, label, index, probability)
+        skipped = {split: len(gather_union(names)) for split, names in self.stream.skipped.items()}
+        if len(index) + skipped["test"] != self.data.test.count:
+            raise VbenchError(f"the streamed evaluation read {len(index)} of the {self.data.test.count} test images "
+                              f"({skipped['test']} skipped as corrupt)")
+        order = index.argsort()
+        scores = top_k_scores(top[order], label[order], probability[order])
+        scores.metrics.update({f"skipped_{split}": n for split, n in skipped.items()})
+        return scores
+
+
+def gather_ranks(top: torch.Tensor, label: torch.Tensor, index: torch.Tensor, probability: torch.Tensor):
+    """Every rank's evaluated images on every rank (torch.distributed's process group, if any); an image read
+    twice is named rather than counted twice."""
+    rank, world_size = process_group()
+    if world_size > 1:
+        parts = [None] * world_size
+        torch.distributed.all_gather_object(parts, (top, label, index, probability))
+        top, label, index, probability = (torch.cat([part[i] for part in parts]) for i in range(4))
+    if len(index.unique()) != len(index):
+        raise VbenchError(f"the streamed evaluation read {len(index) - len(index.unique())} test images twice")
+    return top, label, index, probability
+
+
+def gather_union(names: set[str]) -> set[str]:
+    """The union over the ranks of torch.distributed's process group (if any) of sets of names."""
+    rank, world_size = process_group()
+    if world_size == 1:
+        return names
+    parts = [None] * world_size
+    torch.distributed.all_gather_object(parts, sorted(names))
+    return {name for part in parts for name in part}
+
+
+def top_k_scores(top: torch.Tensor, label: torch.Tensor, probabilities: torch.Tensor) -> Scores:
+    """Top-1 and top-5 accuracy (%) from each image's top 5 and its label; the predictions keep the class
+    probabilities."""
+    hits = top.eq(label[:, None])
+    metrics = {"top1": 100.0 * float(hits[:, 0].sum()) / max(len(label), 1),
+               "top5": 100.0 * float(hits.any(dim=-1).sum()) / max(len(label), 1)}
+    return Scores(metrics, ClassificationPredictions.from_probabilities(probabilities, label, top))
+
+
+def parameter_groups(model: nn.Module, recipe):
+    """The parameters to optimise: all with the recipe's weight decay, or, with ``filter_bias_and_bn``, timm's two
+    groups (no decay on 1-d parameters, biases and the model's ``no_weight_decay()`` names)."""
+    if not recipe.filter_bias_and_bn or not recipe.weight_decay:
+        return model.parameters()
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+    return param_groups_weight_decay(model, recipe.weight_decay, no_weight_decay_list=skip)
 
 
 def cosine_schedule(optimizer, recipe, steps_per_epoch: int):
