@@ -137,7 +137,7 @@ class ClassificationTask:
             tops.append(logits.topk(min(5, logits.shape[-1]), dim=-1).indices)
             probabilities.append(logits.softmax(dim=-1).half().cpu())  # kept per image, for calibration
             seen.append(y)
-        return top_k_scores(torch.cat(tops), torch.cat(seen), torch.cat(probabilities))
+        return top_k_scores(torch.cat(tops), torch.cat(seen), concat_half(probabilities))
 
     @torch.no_grad()
     def evaluate_stream(self, model: nn.Module) -> Scores:
@@ -152,7 +152,7 @@ class ClassificationTask:
             indices.append(index)
         classes = self.suite.num_classes
         top = torch.cat(tops) if tops else torch.zeros((0, min(5, classes)), dtype=torch.int64)
-        probability = torch.cat(probabilities) if probabilities else torch.zeros((0, classes), dtype=torch.float16)
+        probability = concat_half(probabilities) if probabilities else torch.zeros((0, classes), dtype=torch.float16)
         label, index = (torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64) for parts in (seen, indices))
         top, label, index, probability = gather_ranks(top, label, index, probability)
         skipped = {split: len(gather_union(names)) for split, names in self.stream.skipped.items()}
@@ -163,6 +163,12 @@ class ClassificationTask:
         scores = top_k_scores(top[order], label[order], probability[order])
         scores.metrics.update({f"skipped_{split}": n for split, n in skipped.items()})
         return scores
+
+
+def concat_half(chunks: list[torch.Tensor]) -> torch.Tensor:
+    """float16 chunks as one tensor, outside autocast (a bf16 autocast region refuses float16 in torch.cat)."""
+    with torch.autocast("cpu", enabled=False):
+        return torch.cat(chunks)
 
 
 def gather_ranks(top: torch.Tensor, label: torch.Tensor, index: torch.Tensor, probability: torch.Tensor):
