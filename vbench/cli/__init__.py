@@ -13,6 +13,7 @@ import typer
 
 from vbench.api import version_text
 from vbench.cli import bench, compare, db, evaluate, info, leaderboard, listing, plot, report, robustness, run, runs  # noqa: F401  (they register commands)
+from vbench.cli import deploy  # noqa: F401,E402  (registers `vbench deploy`)
 from vbench.cli._common import app, err_console
 from vbench.errors import VbenchError
 

@@ -33,6 +33,7 @@ def report_command(
     robustness: bool = typer.Option(False, "--robustness", help="The corruption results (vbench robustness): accuracy per corruption, mCE."),
     reference: Optional[str] = typer.Option(None, "--reference", help="With --robustness: the backbone CE is relative to (default: each LKCA model's ViT partner)."),
     eval_only: bool = typer.Option(False, "--eval-only", help="Only the rows of `vbench eval` (weights evaluated without training)."),
+    deploy: bool = typer.Option(False, "--deploy", help="The deployment results (vbench deploy): accuracy, latency, throughput, support."),
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
@@ -46,12 +47,20 @@ def report_command(
     if compare not in (None, "paper"):
         raise VbenchError(f"unknown --compare {compare!r}; the only comparison is `--compare paper`")
     load_plugins(plugin)
+    if deploy and (robustness or compare or eval_only):
+        raise VbenchError("--deploy is a report of its own; leave out --robustness, --compare and --eval-only")
     if reference and not robustness:
         raise VbenchError("--reference applies to --robustness reports; add --robustness")
     with opened(db) as store:
         check_suite_name(store, suite)
         names = stored_backbone_names(backbones, store, family)
-        if robustness:
+        if deploy:
+            # lazy: keeps `vbench --help` and `vbench list` fast
+            from vbench.deploy.report import deploy_sections
+            from vbench.reporting.report import Report
+
+            report = Report(deploy_sections(store, suite, names), [], compare_paper=False)
+        elif robustness:
             # lazy: keeps `vbench --help` and `vbench list` fast
             from vbench.reporting.report import Report
             from vbench.robustness.report import robustness_sections

@@ -12,6 +12,7 @@ the same layout.
 
 from vbench.leaderboard.sections import Block, Page, register_section, unregister_section
 from vbench.leaderboard import analyses  # noqa: F401,E402  (registers the robustness and significance pages)
+from vbench.leaderboard import deploy  # noqa: F401,E402  (registers the deployment page)
 from vbench.leaderboard.serve import open_server, serve_site
 from vbench.leaderboard.site import MARKER, SiteSummary, build_site, check_output
 
