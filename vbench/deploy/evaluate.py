@@ -158,7 +158,12 @@ def deploy(store, suite, request: DeployRequest, backbones: list[str] | None = N
             progress.advance(bar, len(request.runtimes) * len(request.precisions) - len(todo))
             if not todo:
                 continue
-            deployment = RunDeployment(store, task, run, request, outcome, device, Path(workdir), images, labels)
+            try:
+                deployment = RunDeployment(store, task, run, request, outcome, device, Path(workdir), images, labels)
+            except Exception as exc:  # noqa: BLE001 - a model that cannot be built or loaded: the other runs go on
+                _fail_run(store, run, todo, outcome, device, one_line(exc, 300))
+                progress.advance(bar, len(todo))
+                continue
             for (runtime, precision), settings in todo.items():
                 progress.update(bar, description=f"{run.backbone} seed {run.seed}: {runtime} {precision}")
                 deployment.measure(runtime, precision, settings)
@@ -184,6 +189,23 @@ def _todo(run, request: DeployRequest, hardware: Hardware, done: set) -> dict[tu
             if settings:
                 todo[(runtime, precision)] = settings
     return todo
+
+
+def _fail_run(store, run, todo: dict, outcome: DeployOutcome, device: torch.device, reason: str) -> None:
+    for (runtime, precision), settings in todo.items():
+        for setting in settings:
+            store_result(store, run, setting, outcome, device, {"status": "failed", "reason": reason})
+    outcome.failures.append(f"{run.backbone} (run {run.id}): {reason}")
+
+
+def store_result(store, run, setting: Setting, outcome: DeployOutcome, device: torch.device, result: dict) -> None:
+    """One result in the store (at once) and in the command's table."""
+    metrics = {"runtime": setting.runtime, "precision": setting.precision, "batch_size": setting.batch_size,
+               "threads": setting.threads, "exporter": setting.exporter, "hardware": setting.hardware,
+               "hardware_text": outcome.hardware.text(), "device": str(device), **result}
+    store.put_evaluation(run.id, KIND, setting.condition, metrics)
+    outcome.rows.append({"run_id": run.id, "backbone": run.backbone, "seed": run.seed, "condition": setting.condition,
+                         **metrics})
 
 
 class RunDeployment:
@@ -243,12 +265,7 @@ class RunDeployment:
                                          f"{reason}")
 
     def _store(self, setting: Setting, result: dict) -> None:
-        metrics = {"runtime": setting.runtime, "precision": setting.precision, "batch_size": setting.batch_size,
-                   "threads": setting.threads, "exporter": setting.exporter, "hardware": setting.hardware,
-                   "hardware_text": self.outcome.hardware.text(), "device": str(self.device), **result}
-        self.store.put_evaluation(self.run.id, KIND, setting.condition, metrics)
-        self.outcome.rows.append({"run_id": self.run.id, "backbone": self.run.backbone, "seed": self.run.seed,
-                                  "condition": setting.condition, **metrics})
+        store_result(self.store, self.run, setting, self.outcome, self.device, result)
 
 
 def evaluate_predictor(predict: Predictor, images: torch.Tensor, labels: torch.Tensor,

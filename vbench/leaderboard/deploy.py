@@ -75,12 +75,13 @@ def _charts(key: str, records: list[dict]) -> list:
 
 
 def drop_section(measured: ReportTable) -> ReportTable:
-    """Per run, runtime and precision: top-1 deployed, PyTorch's and the drop (the batch sizes share them)."""
+    """Per run, runtime and precision: top-1 deployed, PyTorch's and the difference (a drop is negative; the batch
+    sizes share them)."""
     rows = {}
     for r in (r for r in measured.records if r["status"] == "ok"):
         rows.setdefault((r["run_id"], r["hardware"], r["runtime"], r["precision"]), {
             "Model": r["model"], "Seed": str(r["seed"]), "Runtime": r["runtime"], "Precision": r["precision"],
             "Exporter": r["exporter"], "Top-1": f"{r['top1']:.2f}", "PyTorch": f"{r['top1_torch']:.2f}",
-            "Drop": f"{r['top1_torch'] - r['top1']:+.2f}", "max |Δ logit|": f"{r['max_abs_diff']:.2e}"})
+            "Δ vs PyTorch": f"{r['top1'] - r['top1_torch']:+.2f}", "max |Δ logit|": f"{r['max_abs_diff']:.2e}"})
     return ReportTable(f"{measured.key}-drop", "classification", f"{measured.title}: accuracy drop", [],
                        pd.DataFrame(list(rows.values())), [], suite=measured.suite)
