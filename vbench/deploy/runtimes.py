@@ -114,6 +114,9 @@ class TorchCompile(TorchEager):
         return super().unsupported(precision, device, hardware)
 
     def forward(self, model):
+        # Graphs of earlier runs are dropped first: a forward compiled for every run, batch size and precision of a
+        # command would pass dynamo's recompile limit, after which it runs eagerly without a word.
+        torch.compiler.reset()
         return torch.compile(model, dynamic=False)  # a graph per batch size: the fastest kernels for each
 
 
