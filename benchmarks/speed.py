@@ -6,6 +6,8 @@ first step, which compiles, is timed apart as the compile time. Then the setting
 rounds of ``--steps`` steps each (on a shared machine a single pass mostly measures the neighbours), and the
 table gives images/s per setting (median of the rounds, min and max beside it) and the ratio of the medians
 to fp32 eager. The step is the bare model's (the Runner adds at most a few percent, `vbench bench train-step`).
+Beside each: the model FLOP/s (counted MACs x 2 FLOPs x 3 for forward and backward, times images/s) and the MFU,
+their share of this machine's matmul peak at the setting's precision (``vbench.engine.mfu``, probed once and cached).
 
 bf16 needs a CUDA GPU or a CPU with native bf16 (avx512_bf16 or amx_bf16); elsewhere its settings are skipped
 with a line that says so.
@@ -29,9 +31,11 @@ from rich.table import Table
 from train_step import cifar_shaped, make_stepper, seconds_per_step
 
 from vbench.data.augment import BatchedPipeline
+from vbench.engine.mfu import matmul_peak, training_flops_per_s
 from vbench.engine.precision import Precision, resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
+from vbench.models.measure import count_flops
 from vbench.suites import load_suite
 
 SETTINGS = {"fp32": (False, False), "bf16": (True, False), "compile": (False, True), "bf16+compile": (True, True)}
@@ -79,6 +83,7 @@ def usable_settings(names: list[str], device, console: Console) -> list[str]:
 
 def measure_backbone(name: str, args, suite, device, settings: list[str], console: Console) -> dict:
     spec = registry.get_backbone(name)
+    macs = count_flops(spec.build(suite.img_size, suite.num_classes), suite.img_size).total
     images, labels = cifar_shaped(4 * args.batch_size)
     batches = list(BatchedPipeline(suite, device).train_batches(images.to(device), labels.to(device), 0, 1))
     steppers = {}
@@ -90,14 +95,18 @@ def measure_backbone(name: str, args, suite, device, settings: list[str], consol
         for setting, stepper in steppers.items():
             samples[setting].append(seconds_per_step(stepper.step, args.steps, device))
     console.print(f"{name}: measured {', '.join(settings)}", highlight=False)
-    return {"samples": samples, "compile_s": {setting: s.compile_s for setting, s in steppers.items()}}
+    peaks = {setting: matmul_peak(device, "bf16" if SETTINGS[setting][0] else "fp32") for setting in settings}
+    return {"samples": samples, "compile_s": {setting: s.compile_s for setting, s in steppers.items()}, "macs": macs,
+            "peaks": peaks}
 
 
 def speed_table(results: dict, batch_size: int, device) -> Table:
     table = Table(title=f"Train-step speed on {device}, batch {batch_size}, CIFAR-shaped 32x32",
                   caption="images/s: median of the interleaved rounds (min-max); ratio of medians to fp32 eager; "
-                          "first two steps (compile) timed apart")
-    for column in ("backbone", "setting", "img/s", "min-max", "vs fp32 eager", "first steps s"):
+                          "first two steps (compile) timed apart; model FLOP/s: counted MACs x 2 x 3 (forward and "
+                          "backward) x images/s; MFU: its share of the matmul peak probed at the setting's precision")
+    for column in ("backbone", "setting", "img/s", "min-max", "vs fp32 eager", "model GFLOP/s", "peak GFLOP/s", "MFU",
+                   "first steps s"):
         table.add_column(column, justify="left" if column in ("backbone", "setting") else "right")
     for name, result in results.items():
         samples = result["samples"]
@@ -105,8 +114,11 @@ def speed_table(results: dict, batch_size: int, device) -> Table:
         for setting, seconds in samples.items():
             median = statistics.median(seconds)
             ratio = f"{baseline / median:.2f}x" if baseline else "-"
+            achieved = training_flops_per_s(result["macs"], batch_size / median)
+            peak = result["peaks"][setting]
             table.add_row(name, setting, f"{batch_size / median:.0f}",
                           f"{batch_size / max(seconds):.0f}-{batch_size / min(seconds):.0f}", ratio,
+                          f"{achieved / 1e9:.1f}", f"{peak / 1e9:.0f}", f"{100 * achieved / peak:.1f}%",
                           f"{result['compile_s'][setting]:.1f}")
     return table
 

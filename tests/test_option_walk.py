@@ -26,6 +26,7 @@ BASE = {
     ("erf",): ["--suite", "digits", "--db", "{db}"],
     ("shape-bias",): ["--suite", "digits", "--db", "{db}"],
     ("calibration",): ["--suite", "digits", "--db", "{db}"],
+    ("deploy",): ["--suite", "digits", "--db", "{db}"],
     ("data", "shards"): ["cifar10", "--output", "{sandbox}/no-such-folder/shards", "--data-root", "{sandbox}/no-data"],
     ("tune",): ["--suite", "digits", "--backbones", "vit-0.5m", "--trials", "2", "--dry-run", "--db", "{db}"],
     ("runs", "show"): ["1", "--db", "{db}"],

@@ -26,6 +26,7 @@ RUN_ELSEWHERE = {
     "## Leaderboard": ["test_leaderboard.py"],
     "## Scaling out": ["test_slurm.py", "test_distributed.py"],
     "## Speed on the CPU": ["test_precision.py"],
+    "## Deployment": ["test_deploy.py"],
     "## Segmentation (ADE20K, Tables 6-7)": ["test_segmentation.py"],
     "## Equal-budget tuning": ["test_tune.py"],
     "## What large kernels see": ["test_analysis.py"],

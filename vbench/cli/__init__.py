@@ -20,6 +20,7 @@ from vbench.cli import (  # noqa: F401
     compare,
     data,
     db,
+    deploy,
     erf,
     evaluate,
     info,

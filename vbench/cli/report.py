@@ -37,6 +37,7 @@ def report_command(
     erf: bool = typer.Option(False, "--erf", help="The effective receptive fields (vbench erf): area ratios at t = 20-99%."),
     shape_bias: bool = typer.Option(False, "--shape-bias", help="The shape bias on cue-conflict images (vbench shape-bias)."),
     calibration: bool = typer.Option(False, "--calibration", help="ECE, NLL and Brier before and after temperature scaling (vbench calibration), clean and under corruption."),
+    deploy: bool = typer.Option(False, "--deploy", help="The deployment results (vbench deploy): accuracy, latency, throughput, support."),
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
@@ -52,21 +53,20 @@ def report_command(
     if compare not in (None, "paper"):
         raise VbenchError(f"unknown --compare {compare!r}; the only comparison is `--compare paper`")
     load_plugins(plugin)
+    features = {"robustness": robustness, "deploy": deploy, "erf": erf, "shape-bias": shape_bias,
+                "calibration": calibration}
+    asked = [name for name, wanted in features.items() if wanted]
+    if asked and (compare or eval_only):
+        raise VbenchError(f"--compare and --eval-only apply to the training tables, not to --{', --'.join(asked)}")
     if reference and not robustness:
         raise VbenchError("--reference applies to --robustness reports; add --robustness")
     with opened(db) as store:
         check_suite_name(store, suite)
         names = stored_backbone_names(backbones, store, family)
-        if robustness:
-            # lazy: keeps `vbench --help` and `vbench list` fast
-            from vbench.reporting.report import Report
-            from vbench.robustness.report import robustness_sections
-
+        if asked:
             ref = stored_backbone_name(store, reference) if reference else None
-            report = Report(robustness_sections(store, suite, names, ref), [], compare_paper=False)
-        if erf or shape_bias or calibration:
-            report = analysis_report(store, suite, names, erf, shape_bias, calibration, report if robustness else None)
-        elif not robustness:
+            report = feature_report(store, suite, names, asked, ref)
+        else:
             report = _with_tuned(store, suite, names, eval_only, lambda: build_report(
                 store, suite=suite, backbones=names, compare_paper=compare == "paper", eval_only=eval_only))
     text = render(report, fmt)
@@ -77,17 +77,20 @@ def report_command(
         sys.stdout.write(text)
 
 
-def analysis_report(store, suite, names, erf: bool, shape_bias: bool, calibration: bool, before=None):
-    """The tables of the analyses asked for (after the robustness tables, when those were asked for too)."""
+def feature_report(store, suite, names, asked: list[str], reference: str | None):
+    """The tables of the features asked for (robustness, deployment, the analyses), in that order."""
     # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.analysis.report import calibration_sections, erf_sections, shape_bias_sections
+    from vbench.deploy.report import deploy_sections
     from vbench.reporting.report import Report
+    from vbench.robustness.report import robustness_sections
 
-    sections = list(before.sections) if before else []
-    for wanted, make in ((erf, erf_sections), (shape_bias, shape_bias_sections), (calibration, calibration_sections)):
-        if wanted:
-            sections += make(store, suite, names)
-    return Report(sections, [], compare_paper=False)
+    makers = {"robustness": lambda: robustness_sections(store, suite, names, reference),
+              "deploy": lambda: deploy_sections(store, suite, names),
+              "erf": lambda: erf_sections(store, suite, names),
+              "shape-bias": lambda: shape_bias_sections(store, suite, names),
+              "calibration": lambda: calibration_sections(store, suite, names)}
+    return Report([section for name in asked for section in makers[name]()], [], compare_paper=False)
 
 
 def _with_tuned(store, suite, names, eval_only: bool, build):

@@ -133,7 +133,7 @@ def runs_show_command(
 def show_parts(record: dict) -> list:
     """The renderables of `vbench runs show`, top to bottom."""
     # lazy: keeps `vbench --help` and `vbench list` fast
-    from vbench.reporting.run_details import sparkline
+    from vbench.reporting.run_details import mfu_text, sparkline
 
     settings = record.get("settings") or {}
     source = f" of {settings['source']}" if settings.get("eval_only") else ""
@@ -150,6 +150,7 @@ def show_parts(record: dict) -> list:
         "params": f"{record['params']:,}" if record.get("params") is not None else "-",
         "FLOPs": f"{record['flops']:,}" if record.get("flops") is not None else "-",
         "train img/s": number(record.get("train_images_per_s"), 0),
+        "train FLOP/s, MFU": mfu_text(settings) or "-",
         "peak memory": (f"{record['peak_memory_bytes'] / 2**20:.0f} MiB ({record.get('peak_memory_kind')})"
                         if record.get("peak_memory_bytes") else "-")}))
     parts.append(_pairs(f"Recipe {record['recipe_hash']}", {k: value_text(v) for k, v in flatten(record.get("recipe") or {}).items()}))

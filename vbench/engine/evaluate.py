@@ -24,7 +24,7 @@ import torch
 from timm.models import load_state_dict
 
 from vbench.engine.plan import absolute_data_root
-from vbench.engine.rows import run_row, run_settings
+from vbench.engine.rows import is_tuning, run_row, run_settings
 from vbench.engine.runner import Runner, RunOptions
 from vbench.errors import VbenchError, one_line
 from vbench.models import registry
@@ -204,3 +204,30 @@ def results_record(result: EvalResult) -> dict:
 
 def write_json(path: str, value: dict) -> None:
     atomic_write(Path(path).expanduser(), json.dumps(value, indent=2, default=str) + "\n")
+
+
+
+# --- the final weights of finished runs (vbench robustness, vbench deploy) ---------------------------------------
+def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | None, purpose: str = "evaluate") -> list:
+    """The finished classification runs of ``suite`` (of these backbones and seeds); none is one error."""
+    runs = [run for run in store.list_runs(suite=suite.name, backbones=backbones, status="done", task="classification")
+            if (seeds is None or run.seed in seeds) and not is_tuning(run)]  # a tuning trial is no result to report
+    if not runs:
+        raise VbenchError(f"no finished runs of suite {suite.name!r} in {store.label} to {purpose}; train some first "
+                          "(`vbench run --suite ...`)")
+    return runs
+
+
+def select_runs(store, runs: list, data_id: str, purpose: str = "evaluated") -> tuple[list, list[str]]:
+    """The runs trained on this data that kept their final weights, and a line for each run left out."""
+    chosen, skipped = [], []
+    for run in runs:
+        if run.data_id != data_id:
+            skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) was trained on other data; skipped")
+        elif not weights_path(store, run.id).is_file():
+            skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) kept no final weights; skipped")
+        else:
+            chosen.append(run)
+    if not chosen:
+        raise VbenchError(f"none of the {len(runs)} finished runs can be {purpose} here: {skipped[0]}")
+    return chosen, skipped

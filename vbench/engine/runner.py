@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vbench.engine import distributed
+from vbench.engine import distributed, mfu
 from vbench.engine.meters import PeakMemory, StageMeter, Totals
 from vbench.engine.precision import Compiled, Precision, resolve_device
 from vbench.engine.rows import run_row, run_settings
@@ -314,7 +314,8 @@ class Runner:
                             peak_memory_kind=memory.kind, wall_time_s=wall)
 
     def _done(self, outcome, run_id, key, totals, session_start, train_model, model, evaluation) -> None:
-        """Keep the final weights and the final evaluation's per-image predictions, then mark the run done."""
+        """Keep the final weights and the final evaluation's per-image predictions, then mark the run done with its
+        model FLOP/s and MFU (``vbench.engine.mfu``) in its settings."""
         if not self.dist.is_main:
             outcome.status = "done"
             return
@@ -330,7 +331,9 @@ class Runner:
         outcome.metrics = metrics
         outcome.images_per_s, outcome.peak_memory_bytes = totals.images_per_s, totals.peak_memory
         outcome.wall_time_s = totals.prior_wall_s + time.perf_counter() - session_start
-        settings = {**self._settings(), "compiled": train_model.compiled, "compile_s": totals.compile_s}
+        settings = {**self._settings(), "compiled": train_model.compiled, "compile_s": totals.compile_s,
+                    **mfu.utilization(outcome.flops, outcome.images_per_s, self.device, self.precision.name,
+                                      self.dist.world_size)}
         self.store.finish_run(run_id, "done", metrics=metrics, steps_done=totals.history[-1][0], settings=settings,
                               train_images_per_s=outcome.images_per_s, wall_time_s=outcome.wall_time_s,
                               **self._skipped_images(final, run_id))

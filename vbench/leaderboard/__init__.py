@@ -11,7 +11,7 @@ the same layout.
 """
 
 # the modules that register the built-in pages and sections
-from vbench.leaderboard import analyses, behaviour, tuning  # noqa: F401
+from vbench.leaderboard import analyses, behaviour, deploy, tuning  # noqa: F401
 from vbench.leaderboard.sections import Block, Page, register_section, unregister_section
 from vbench.leaderboard.serve import open_server, serve_site
 from vbench.leaderboard.site import MARKER, SiteSummary, build_site, check_output

@@ -37,6 +37,7 @@ from vbench.leaderboard.html import (
     value_text,
 )
 from vbench.leaderboard.sections import task_page
+from vbench.reporting.run_details import mfu_text
 from vbench.store.artifacts import predictions_path, weights_path
 from vbench.store.checkpoint import Checkpoints
 from vbench.store.predictions import ClassificationPredictions, load_predictions
@@ -44,7 +45,8 @@ from vbench.tasks import get_task
 
 SETTINGS_TITLES = {"device": "device", "precision": "precision", "threads": "CPU threads", "compile": "compile",
                    "compiled": "compiled", "compile_s": "compile time (s)", "pipeline": "augmentation pipeline",
-                   "world_size": "processes"}
+                   "world_size": "processes", "model_flops_per_s": "model FLOP/s (training)",
+                   "matmul_peak_flops_per_s": "matmul peak FLOP/s (probed)", "mfu": "MFU (fraction of the peak)"}
 
 
 def task_metric_names(task: str, metrics: dict | None) -> list[str]:
@@ -89,7 +91,8 @@ def summary_pairs(run, group_href: str | None) -> list[tuple[str, str | Markup]]
              ("seed", str(run.seed)), ("steps", steps), ("shown", shown),
              ("# params", _size_text(run.params, 1e6, "M")), ("FLOPs", _size_text(run.flops, 1e6, "M MACs"))]
     pairs += [(key, text) for key, text in flatten(run.counts or {})]
-    pairs += [("training images/s", value_text(run.train_images_per_s)), ("peak memory", _memory_text(run)),
+    pairs += [("training images/s", value_text(run.train_images_per_s)),
+              ("training FLOP/s, MFU", mfu_text(run.settings) or "-"), ("peak memory", _memory_text(run)),
               ("wall time", _time_text(run.wall_time_s)), ("started", str(run.started_at or "-")),
               ("ended", str(run.ended_at or "-"))]
     if run.error:

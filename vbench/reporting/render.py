@@ -94,8 +94,13 @@ def csv(report) -> str:
     leading = [c for c in ("task", "section", "suite", "dataset", "model", "backbone") if c in frame.columns]
     frame = frame[leading + [c for c in frame.columns if c not in leading]]
     buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, float_format="%.4f")
+    frame.to_csv(buffer, index=False, float_format=_csv_float)
     return buffer.getvalue()
+
+
+def _csv_float(value: float) -> str:
+    """Four decimals; a value too small to show in them (a logit difference of 1e-6) in scientific notation."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 5e-5 or value != value else f"{value:.3e}"
 
 
 def html_page(report) -> str:
@@ -129,5 +134,7 @@ def _plain(value, digits: int = 6):
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float):
-        return None if value != value else round(value, digits)
+        if value != value:
+            return None
+        return round(value, digits) if abs(value) >= 10 ** -digits or value == 0 else float(f"{value:.{digits}g}")
     return value

@@ -29,6 +29,7 @@ from vbench.reporting.paper import (
     table_names,
 )
 from vbench.reporting.results import ResultGroup, finished_results, no_runs_error
+from vbench.reporting.run_details import flops_text
 from vbench.reporting.stats import mean_interval, seed_difference
 from vbench.suites import paper_recipe
 
@@ -131,6 +132,23 @@ def recipe_notes(groups: list[ResultGroup]) -> list[str]:
         names = ", ".join(g.backbone for g in groups if g.precision == precision)
         notes.append(f"Precision {precision}: {names} trained with {precision} autocast (the paper's runs were fp32).")
     return notes
+
+
+def mfu_notes(groups: list[ResultGroup]) -> list[str]:
+    """One line: each backbone's training FLOP/s and MFU (``vbench.engine.mfu``), the mean over its seeds that
+    recorded them; nothing when no run did (runs from before vbench measured it)."""
+    parts = []
+    for group in groups:
+        settings = [run.settings or {} for run in group.runs if (run.settings or {}).get("mfu") is not None]
+        if settings:
+            achieved = sum(s["model_flops_per_s"] for s in settings) / len(settings)
+            share = sum(s["mfu"] for s in settings) / len(settings)
+            parts.append(f"{group.backbone} {flops_text(achieved)}, MFU {100 * share:.1f}% ({group.precision})")
+    if not parts:
+        return []
+    return ["Training FLOP/s and MFU (counted MACs x 2 FLOPs x 3 for forward and backward x training images/s, "
+            "against the matmul peak probed on the run's machine at its precision; mean over seeds): "
+            + "; ".join(parts) + "."]
 
 
 def _yes_no(value: bool | None) -> str:
@@ -258,7 +276,7 @@ def classification_section(groups: list[ResultGroup], compare_paper: bool) -> Re
             row["Paper recipe"] = "yes" if record["paper_recipe"] else "no"
         rows.append(row)
     first = groups[0]
-    notes = recipe_notes(groups) + _seed_notes(records) + [CLASSIFICATION_NOTE]
+    notes = recipe_notes(groups) + _seed_notes(records) + mfu_notes(groups) + [CLASSIFICATION_NOTE]
     if compare_paper:
         notes.append("Paper in 95% CI: whether the published accuracy lies inside the t interval of our mean (needs "
                      "2 seeds); Paper Flops are the paper's counter, set beside ours of the same counter.")
@@ -424,7 +442,7 @@ def segmentation_section(store, groups: list[ResultGroup], compare_paper: bool) 
         rows.append(row)
     first = groups[0]
     title = f"{first.suite} ({DATASET_TITLES.get(first.dataset or '', first.dataset)}, Tables 6-7)"
-    notes = recipe_notes(groups) + [SEGMENTATION_NOTE]
+    notes = recipe_notes(groups) + mfu_notes(groups) + [SEGMENTATION_NOTE]
     if compare_paper:
         notes.append("The paper reports \"mIoU in 10 high-score categories\" (its section 4.2): its mIoU is set "
                      "against our top-10 mIoU, the mean IoU of the 10 classes with the highest IoU.")

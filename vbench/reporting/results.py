@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from vbench.engine.rows import is_tuning
 from vbench.errors import VbenchError
 from vbench.models import registry
 from vbench.store import run_precision
@@ -96,12 +97,6 @@ def _group_key(run) -> tuple:
 def is_eval_only(run) -> bool:
     """A row of `vbench eval`: weights evaluated without training (vbench.engine.evaluate)."""
     return bool((run.settings or {}).get("eval_only"))
-
-
-def is_tuning(run) -> bool:
-    """A run of `vbench tune` (a trial, or a re-run of a study's best recipe; vbench.tune): reported apart from the
-    fixed-recipe runs and never averaged with them."""
-    return bool((run.settings or {}).get("tune"))
 
 
 def all_groups(store, suite: str | None = None, backbones: Iterable[str] | None = None,

@@ -27,6 +27,26 @@ RUN_FIELDS_OF_ARGS = ("task", "suite", "dataset", "backbone", "family", "seed", 
 ENVIRONMENT_FIELDS = ("host", "device_name", "torch_version", "vbench_version")
 
 
+def flops_text(value: float | None) -> str:
+    """FLOP/s with an SI prefix: ``12.3 GFLOP/s``."""
+    if value is None:
+        return "-"
+    for unit, scale in (("PFLOP/s", 1e15), ("TFLOP/s", 1e12), ("GFLOP/s", 1e9), ("MFLOP/s", 1e6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} FLOP/s"
+
+
+def mfu_text(settings: dict | None) -> str | None:
+    """How close training came to the machine's limit (``vbench.engine.mfu``), from a run's settings:
+    ``12.3 GFLOP/s, MFU 3.1% of 410 GFLOP/s (bf16 matmul peak)``; None when the run has no MFU."""
+    settings = settings or {}
+    if settings.get("mfu") is None:
+        return None
+    return (f"{flops_text(settings.get('model_flops_per_s'))}, MFU {100 * settings['mfu']:.1f}% of "
+            f"{flops_text(settings.get('matmul_peak_flops_per_s'))} ({settings.get('precision', '?')} matmul peak)")
+
+
 def get_run(store, run_id: int):
     run = store.get_run(run_id)
     if run is None:

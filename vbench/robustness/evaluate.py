@@ -17,11 +17,11 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from vbench.engine.evaluate import finished_runs, select_runs
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
 from vbench.reporting.calibration import calibration_split, fit_temperature, held_out_calibration
-from vbench.reporting.results import is_tuning
 from vbench.robustness.corruptions import parameter_set_for
 from vbench.robustness.datasets import load_corrupted, split_fingerprint
 from vbench.store.artifacts import load_weights, weights_path
@@ -42,30 +42,6 @@ class RobustnessOutcome:
     runs: list = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     sources: set[str] = field(default_factory=set)
-
-
-def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | None) -> list:
-    runs = [run for run in store.list_runs(suite=suite.name, backbones=backbones, status="done", task="classification")
-            if (seeds is None or run.seed in seeds) and not is_tuning(run)]  # a tuning trial is no result to report
-    if not runs:
-        raise VbenchError(f"no finished runs of suite {suite.name!r} in {store.label} to evaluate; train some first "
-                          "(`vbench run --suite ...`)")
-    return runs
-
-
-def select_runs(store, runs: list, data_id: str) -> tuple[list, list[str]]:
-    """The runs trained on this data that kept their final weights, and a line for each run left out."""
-    chosen, skipped = [], []
-    for run in runs:
-        if run.data_id != data_id:
-            skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) was trained on other data; skipped")
-        elif not weights_path(store, run.id).is_file():
-            skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) kept no final weights; skipped")
-        else:
-            chosen.append(run)
-    if not chosen:
-        raise VbenchError(f"none of the {len(runs)} finished runs can be evaluated here: {skipped[0]}")
-    return chosen, skipped
 
 
 def evaluate_robustness(store, suite, corruptions: list[str], severities: list[int], backbones: list[str] | None = None,

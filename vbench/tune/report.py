@@ -13,8 +13,9 @@ import warnings
 
 import pandas as pd
 
+from vbench.engine.rows import is_tuning
 from vbench.reporting.report import ReportTable, display_name, fmt, partner_of, signed
-from vbench.reporting.results import all_groups, finished_results, is_tuning
+from vbench.reporting.results import all_groups, finished_results
 from vbench.reporting.stats import mean_interval, seed_difference
 from vbench.tasks import get_task
 
