@@ -224,7 +224,7 @@ def uninstalled_runtime():
     (["--runtimes", "tensorrt"], "unknown runtime 'tensorrt'"),
     (["--precisions", "fp16"], "--precisions: unknown 'fp16'"),
     (["--batch-sizes", "1,,64"], "--batch-sizes '1,,64' has an empty item"),
-    (["--batch-sizes", "0"], "--batch-sizes: '0' is not a positive integer"),
+    (["--batch-sizes", "0"], "--batch-sizes '0' is not a comma-separated list of positive integers"),
     (["--exporter", "jit"], "unknown --exporter 'jit'"),
     (["--queries", "50"], "--queries must be at least 200"),
     (["--runtimes", "onnx-dream"], "needs vbench_no_such_package, which is not installed; pip install 'vbench[deploy]'"),

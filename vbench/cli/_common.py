@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vbench.api import check_suite_name, parse_seeds
 from vbench.api import load_plugins as load
 from vbench.reporting.numbers import count_text
 
@@ -25,6 +26,11 @@ PluginOption = typer.Option(None, "--plugin", show_default=False,
 SuiteFilter = typer.Option(None, "--suite", help="Only this suite.")
 BackboneFilter = typer.Option(None, "--backbones", help="Comma-separated names, aliases or patterns (vit-*).")
 FamilyFilter = typer.Option(None, "--family", help="Only backbones of this family (swin, vit, lkca, ...).")
+# the options of the commands that evaluate a suite's finished runs (robustness, deploy, erf, shape-bias, calibration)
+SeedsFilter = typer.Option(None, "--seeds", help="Only runs of these seeds (comma-separated).")
+DataRootOption = typer.Option(None, "--data-root", help="Where the suite's data live.")
+LimitOption = typer.Option(None, "--limit", help="Runs trained with --limit N: the same first N images.")
+DeviceOption = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 
 
 def load_plugins(plugins: Optional[List[str]]) -> None:
@@ -64,3 +70,17 @@ def summary_table(result) -> Table:
     if failed:
         table.caption = "; ".join(dict.fromkeys(f"{o.backbone}: {o.error}" for o in failed))
     return table
+
+
+def finished_runs_of(suite: str, seeds: Optional[str], data_root: Optional[str], db: Optional[str]):
+    """What a command that evaluates a suite's finished runs checks before it writes anything, one line each: the
+    seeds, the suite, and that the store holds runs of it. (suite, seeds or None)."""
+    # lazy: keeps `vbench --help` and `vbench list` fast
+    from vbench.store import check_url, opened
+    from vbench.suites import load_suite
+
+    seed_list = parse_seeds(seeds, 0) if seeds is not None else None
+    the_suite = load_suite(suite, overrides={"data_root": data_root})
+    with opened(check_url(db), write=False) as store:
+        check_suite_name(store, the_suite.name)
+    return the_suite, seed_list

@@ -7,14 +7,19 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
+from vbench.api import stored_backbone_names
 from vbench.cli._common import (
     BackboneFilter,
+    DataRootOption,
     DbOption,
+    DeviceOption,
+    LimitOption,
     PluginOption,
+    SeedsFilter,
     app,
     console,
     err_console,
+    finished_runs_of,
     load_plugins,
     wide_for_files,
 )
@@ -25,7 +30,7 @@ from vbench.errors import VbenchError
 def deploy_command(
     suite: str = typer.Option(..., "--suite", help="The suite whose finished runs to deploy (classification)."),
     backbones: Optional[str] = BackboneFilter,
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Only runs of these seeds (comma-separated)."),
+    seeds: Optional[str] = SeedsFilter,
     runtimes: Optional[str] = typer.Option(None, "--runtimes", help="Comma-separated: torch, torch-compile, onnxruntime, openvino (default: all)."),
     precisions: Optional[str] = typer.Option(None, "--precisions", help="Comma-separated: fp32, bf16, int8 (default: all)."),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Comma-separated (default 1,64): latency at 1, throughput above."),
@@ -34,25 +39,21 @@ def deploy_command(
     calibration_images: int = typer.Option(256, "--calibration-images", help="INT8: training images to calibrate on."),
     queries: int = typer.Option(200, "--queries", help="Single queries timed at batch 1 (at least 200)."),
     throughput_seconds: float = typer.Option(1.0, "--throughput-seconds", help="Each larger batch size is timed for at least this long."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the suite's data live."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Runs trained with --limit N: the same first N images."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    data_root: Optional[str] = DataRootOption,
+    limit: Optional[int] = LimitOption,
+    device: str = DeviceOption,
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Export, check, evaluate and time the final weights of finished runs on each runtime and precision."""
     # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
     from vbench.deploy.evaluate import deploy, parse_request
-    from vbench.store import check_url, opened
-    from vbench.suites import load_suite
+    from vbench.store import opened
 
     load_plugins(plugin)
     request = parse_request(runtimes, precisions, batch_sizes, threads, exporter, calibration_images, queries,
                             throughput_seconds, device)
-    seed_list = parse_seeds(seeds, 0) if seeds else None
-    the_suite = load_suite(suite, overrides={"data_root": data_root})
-    with opened(check_url(db), write=False) as store:  # nothing to deploy is one line before anything is written
-        check_suite_name(store, the_suite.name)
+    the_suite, seed_list = finished_runs_of(suite, seeds, data_root, db)
     with opened(db, write=True) as store:
         outcome = deploy(store, the_suite, request, backbones=stored_backbone_names(backbones, store), seeds=seed_list,
                          data_root=data_root, limit=limit, console=console)

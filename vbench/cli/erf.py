@@ -8,31 +8,35 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
+from vbench.api import stored_backbone_names
 from vbench.cli._common import (
     BackboneFilter,
+    DataRootOption,
     DbOption,
+    DeviceOption,
+    LimitOption,
     PluginOption,
+    SeedsFilter,
     app,
     console,
     err_console,
+    finished_runs_of,
     load_plugins,
     wide_for_files,
 )
-from vbench.errors import VbenchError
 
 
 @app.command("erf")
 def erf_command(
     suite: str = typer.Option(..., "--suite", help="A classification suite with finished runs (digits, cifar10, ...)."),
     backbones: Optional[str] = BackboneFilter,
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Only runs of these seeds (comma-separated)."),
+    seeds: Optional[str] = SeedsFilter,
     images: int = typer.Option(50, "--images", help="Test images the gradients are averaged over (the first N)."),
     init: bool = typer.Option(False, "--init", help="The runs' initial weights (each built with its run's seed), not the final ones."),
     output_dir: str = typer.Option("results/plots", "--output-dir", help="Where the heatmaps (PNG and SVG) go."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the suite's data live."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Runs trained with --limit N: the same first N images."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    data_root: Optional[str] = DataRootOption,
+    limit: Optional[int] = LimitOption,
+    device: str = DeviceOption,
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
@@ -40,19 +44,12 @@ def erf_command(
     # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
     from vbench.analysis.erf import THRESHOLDS, evaluate_erf, threshold_key
     from vbench.analysis.report import erf_charts, save_charts
-    from vbench.paths import writable_folder
-    from vbench.store import check_url, opened
-    from vbench.suites import load_suite
+    from vbench.paths import check_output
+    from vbench.store import opened
 
     load_plugins(plugin)
-    seed_list = parse_seeds(seeds, 0) if seeds else None
-    writable, folder = writable_folder(Path(output_dir))
-    if not writable:
-        raise VbenchError(f"cannot write the heatmaps into {output_dir!r} ({folder} is not a writable folder); "
-                          "give a writable --output-dir")
-    the_suite = load_suite(suite, overrides={"data_root": data_root})
-    with opened(check_url(db), write=False) as store:  # nothing to measure is one line before anything is written
-        check_suite_name(store, the_suite.name)
+    check_output(output_dir, "--output-dir", folder=True)
+    the_suite, seed_list = finished_runs_of(suite, seeds, data_root, db)
     with opened(db, write=True) as store:
         outcome = evaluate_erf(store, the_suite, backbones=stored_backbone_names(backbones, store), seeds=seed_list,
                                images=images, init=init, data_root=data_root, device=device, limit=limit,

@@ -7,20 +7,32 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
-from vbench.cli._common import BackboneFilter, DbOption, PluginOption, app, console, err_console, load_plugins
+from vbench.api import stored_backbone_names
+from vbench.cli._common import (
+    BackboneFilter,
+    DbOption,
+    DeviceOption,
+    LimitOption,
+    PluginOption,
+    SeedsFilter,
+    app,
+    console,
+    err_console,
+    finished_runs_of,
+    load_plugins,
+)
 
 
 @app.command("robustness")
 def robustness_command(
     suite: str = typer.Option(..., "--suite", help="cifar10, cifar100, tiny-imagenet (or a suite file of 32 or 64 px); imagenet, imagenet-100: ImageNet's test sets."),
     backbones: Optional[str] = BackboneFilter,
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Only runs of these seeds (comma-separated)."),
+    seeds: Optional[str] = SeedsFilter,
     corruptions: str = typer.Option("all", "--corruptions", help="all, or comma-separated names (gaussian_noise,fog,...)."),
     severities: str = typer.Option("1,2,3,4,5", "--severities", help="Comma-separated severities in 1-5."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the clean data (and any released -C files) live."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Runs trained with --limit N: the same first N images."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    limit: Optional[int] = LimitOption,
+    device: str = DeviceOption,
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
@@ -29,15 +41,11 @@ def robustness_command(
     # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
     from vbench.robustness.corruptions import parse_corruptions, parse_severities
     from vbench.robustness.evaluate import evaluate_robustness
-    from vbench.store import check_url, opened
-    from vbench.suites import load_suite
+    from vbench.store import opened
 
     load_plugins(plugin)
     names, levels = parse_corruptions(corruptions), parse_severities(severities)
-    seed_list = parse_seeds(seeds, 0) if seeds else None
-    the_suite = load_suite(suite, overrides={"data_root": data_root})
-    with opened(check_url(db), write=False) as store:  # nothing to evaluate is one line before anything is written
-        check_suite_name(store, the_suite.name)
+    the_suite, seed_list = finished_runs_of(suite, seeds, data_root, db)
     if the_suite.kind == "imagenet":
         return _imagenet(the_suite, names, levels, backbones, seed_list, data_root, limit, device, db)
     with opened(db, write=True) as store:

@@ -7,14 +7,19 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from vbench.api import check_suite_name, parse_seeds, stored_backbone_names
+from vbench.api import stored_backbone_names
 from vbench.cli._common import (
     BackboneFilter,
+    DataRootOption,
     DbOption,
+    DeviceOption,
+    LimitOption,
     PluginOption,
+    SeedsFilter,
     app,
     console,
     err_console,
+    finished_runs_of,
     load_plugins,
     wide_for_files,
 )
@@ -24,27 +29,23 @@ from vbench.cli._common import (
 def shape_bias_command(
     suite: str = typer.Option(..., "--suite", help="A classification suite with finished runs (digits, cifar10, ...)."),
     backbones: Optional[str] = BackboneFilter,
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Only runs of these seeds (comma-separated)."),
+    seeds: Optional[str] = SeedsFilter,
     stimuli: Optional[str] = typer.Option(None, "--stimuli", help="model-vs-human's cue-conflict folder (16-category models); default: hybrid images from the test split."),
     images: Optional[int] = typer.Option(None, "--images", help="Hybrids: the first N test images as shape sources (default all)."),
     sigma: Optional[float] = typer.Option(None, "--sigma", help="Hybrids: the Gaussian blur in pixels that splits shape from texture (default max(1, size/16))."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the suite's data live."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Runs trained with --limit N: the same first N images."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    data_root: Optional[str] = DataRootOption,
+    limit: Optional[int] = LimitOption,
+    device: str = DeviceOption,
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:
     """Measure each run's shape bias: shape / (shape + texture) decisions on cue-conflict images."""
     # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
     from vbench.analysis.shape_bias import evaluate_shape_bias
-    from vbench.store import check_url, opened
-    from vbench.suites import load_suite
+    from vbench.store import opened
 
     load_plugins(plugin)
-    seed_list = parse_seeds(seeds, 0) if seeds else None
-    the_suite = load_suite(suite, overrides={"data_root": data_root})
-    with opened(check_url(db), write=False) as store:  # nothing to measure is one line before anything is written
-        check_suite_name(store, the_suite.name)
+    the_suite, seed_list = finished_runs_of(suite, seeds, data_root, db)
     with opened(db, write=True) as store:
         outcome = evaluate_shape_bias(store, the_suite, backbones=stored_backbone_names(backbones, store),
                                       seeds=seed_list, stimuli=stimuli, images=images, sigma=sigma,
