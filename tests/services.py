@@ -436,9 +436,15 @@ def write_slurm_conf(root: Path, munge_socket: Path) -> Path:
         "CredType": "cred/munge",
         # cred_expire also holds a requeued job back (cred_expire + 1 s) until slurmd has forgotten the revoked
         # credential of its first run; 120 s by default, which tests need not wait.
-        "AuthInfo": f"socket={munge_socket},cred_expire=20",
+        "AuthInfo": f"socket={munge_socket},cred_expire=10",
         "ProctrackType": "proctrack/linuxproc",
         "TaskPlugin": "task/none",
+        # a requeued job may start once its hold ends, but only a scheduling pass starts it: every second here,
+        # not SLURM's default of every 60 s (main loop) and 30 s (backfill), which tests would wait out
+        "SchedulerParameters": "sched_interval=1,bf_interval=1",
+        # seconds between SIGTERM and SIGKILL when a job ends early (30 by default): a killed job's leftover
+        # processes are waited for that long before the job is over
+        "KillWait": 2,
         "SelectType": "select/cons_tres",
         "SelectTypeParameters": "CR_Core",
         "AccountingStorageType": "accounting_storage/none",

@@ -115,6 +115,6 @@ def test_the_readme_speed_and_parity_benchmarks_run(setup):
                     "--batch-size", "8", "--plugin", plugin)
     assert timed.code == 0, timed.out + timed.err
     assert "tiny-test" in timed.out and "1.00x" in timed.out
-    trained = run_cli(*parity, "--backbones", "tiny-test", "--seeds", "0", "--plugin", plugin)
+    trained = run_cli(*parity, "--backbones", "tiny-test", "--seeds", "0", "--epochs", "1", "--plugin", plugin)
     assert trained.code == 0, trained.out + trained.err
     assert "Accuracy parity on digits" in trained.out and "largest difference of the means" in trained.out

@@ -131,7 +131,7 @@ def test_preempted_job_is_requeued_by_submitit_and_resumes(slurm_cluster, fresh_
     slurm_cluster.command("scancel", "--signal=USR2", job_id)  # SLURM's warning before preemption or the time limit
     wait_for(lambda: slurm_cluster.job_state(job_id) == "PENDING", 60, "submitit to requeue the job")
     # SLURM starts the requeued job itself, once the first run's credential has expired (the cluster's
-    # cred_expire, 20 s): forcing an earlier start races slurmd, which may refuse the launch and hold the job.
+    # cred_expire, 10 s): forcing an earlier start races slurmd, which may refuse the launch and hold the job.
     final = slurm_cluster.wait_jobs([job_id])
     store = open_store(fresh_database, write=False)
     [run] = store.list_runs()

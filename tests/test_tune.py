@@ -173,6 +173,16 @@ def test_leaderboard_tuning_page(tuned):
     assert sum(len(trace["x"]) for trace in history["data"] if trace["name"] in ("complete", "pruned")) == 3
 
 
+def test_the_commands_over_finished_runs_leave_tuning_runs_out(tuned):
+    """Trials and re-runs are no fixed-recipe results: `vbench calibration` (as robustness, deploy, erf and
+    shape-bias) measures the fixed-recipe runs alone."""
+    result = run_cli("calibration", "--suite", "digits", *LIMIT, cwd=tuned["folder"])
+    assert result.code == 0, result.out + result.err
+    store = open_store(tuned["db"], write=False)
+    fixed = {run.id for run in store.list_runs() if not (run.settings or {}).get("tune")}
+    assert len(fixed) == 4 and {e.run_id for e in store.evaluations("calibration")} == fixed
+
+
 def test_bad_input_on_resume_writes_nothing(tuned, tmp_path):
     """Another space, a backbone left out or added, another recipe: one line, exit 2, the studies untouched."""
     folder, command = tuned["folder"], tuned["tune"]

@@ -17,33 +17,20 @@ import numpy as np
 from rich.console import Console
 
 from vbench.analysis.runs import TRAINED, finished_runs, progress_bar, run_model, select_runs
+from vbench.engine.evaluate import EvaluationOutcome
 from vbench.errors import VbenchError
 from vbench.reporting.calibration import ECE_BINS, FIT_SHARE, SPLIT_SEED, temperature_scaled
-from vbench.store.artifacts import predictions_path
-from vbench.store.predictions import ClassificationPredictions, load_predictions
+from vbench.store.artifacts import stored_probabilities
+from vbench.store.predictions import ClassificationPredictions
 
 KIND = "calibration"
 CONDITION = "clean"
 
 
 @dataclass
-class CalibrationOutcome:
-    evaluated: int = 0
+class CalibrationOutcome(EvaluationOutcome):
     from_weights: int = 0
-    runs: list = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
     results: list = field(default_factory=list)  # (run, metrics)
-
-
-def stored_probabilities(store, run) -> ClassificationPredictions | None:
-    """The run's kept predictions when they hold class probabilities, else None."""
-    path = predictions_path(store, run.id)
-    if not path.is_file():
-        return None
-    predictions = load_predictions(path)
-    if not isinstance(predictions, ClassificationPredictions) or not predictions.has_probabilities:
-        return None
-    return predictions
 
 
 def measure(predictions: ClassificationPredictions) -> dict:

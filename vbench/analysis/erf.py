@@ -36,6 +36,7 @@ from vbench.analysis.runs import (
     run_model,
     select_runs,
 )
+from vbench.engine.evaluate import EvaluationOutcome
 from vbench.errors import VbenchError
 from vbench.models import registry
 from vbench.models.feature_map import FeatureMap, last_feature_map, require_feature_map
@@ -127,13 +128,9 @@ def rounded_matrix(matrix: np.ndarray, digits: int = 6) -> list[list[float]]:
     return [[float(f"{value:.{digits}g}") for value in row] for row in np.asarray(matrix, dtype=np.float64)]
 
 
-@dataclass
-class ErfOutcome:
+@dataclass(kw_only=True)
+class ErfOutcome(EvaluationOutcome):
     condition: str
-    evaluated: int = 0
-    kept: int = 0
-    runs: list = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
     results: list = field(default_factory=list)  # (run, metrics) of every run, new or kept
 
 
@@ -160,7 +157,7 @@ def evaluate_erf(store, suite, backbones: list[str] | None = None, seeds: list[i
     maps = check_feature_maps(candidates)
     selection = select_runs(store, suite, candidates, data_root, device, limit, need_weights=not init)
     task = selection.task
-    outcome = ErfOutcome(condition, runs=selection.runs, skipped=selection.skipped)
+    outcome = ErfOutcome(condition=condition, runs=selection.runs, skipped=selection.skipped)
     stored = {e.run_id: e.metrics for e in store.evaluations(KIND, [run.id for run in selection.runs])
               if e.condition == condition}
     count = min(images, len(task.data.test_images))

@@ -22,7 +22,7 @@ from vbench.errors import VbenchError
 from vbench.paths import atomic_path
 from vbench.reporting.plot import DPI, EXTENSIONS, Chart
 from vbench.reporting.report import ReportTable, display_name, fmt
-from vbench.reporting.results import finished_results
+from vbench.reporting.results import evaluations_by_run, finished_results
 
 CORRUPTION = "corruption"  # the kind of vbench.robustness's rows (a package of the same layer: not imported)
 KERNEL_FAMILIES = ("lka", "lska", "lkca")  # the large-kernel mixers of the kernel study
@@ -54,10 +54,7 @@ class Measured:
 
 def measured_groups(store, kind: str, suite: str | None = None, backbones=None) -> list[Measured]:
     groups = finished_results(store, suite=suite, backbones=backbones, task="classification").groups
-    evaluations = store.evaluations(kind, [run.id for group in groups for run in group.runs])
-    by_run: dict[int, list] = {}
-    for evaluation in evaluations:
-        by_run.setdefault(evaluation.run_id, []).append(evaluation)
+    by_run = evaluations_by_run(store, groups, (kind,))
     found = []
     for group in groups:
         conditions: dict[str, list] = {}

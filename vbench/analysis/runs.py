@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vbench.backbones.large_kernel_attention import LKA, LSKA
 from vbench.backbones.lkca import LKCA
+from vbench.engine import evaluate
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
@@ -31,15 +32,11 @@ class Selection:
 
 
 def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | None, what: str) -> list:
-    """The suite's finished classification runs (of ``backbones`` and ``seeds`` where given); none is one error."""
+    """The suite's finished classification runs (of ``backbones`` and ``seeds`` where given, tuning trials left
+    out); none is one error."""
     if suite.task != "classification":
         raise VbenchError(f"suite {suite.name!r} is a {suite.task} suite; {what} is measured on classification suites")
-    runs = [run for run in store.list_runs(suite=suite.name, backbones=backbones, status="done", task="classification")
-            if seeds is None or run.seed in seeds]
-    if not runs:
-        raise VbenchError(f"no finished runs of suite {suite.name!r} in {store.label} to measure {what} on; train some "
-                          "first (`vbench run --suite ...`)")
-    return runs
+    return evaluate.finished_runs(store, suite, backbones, seeds, purpose=f"measure {what} on")
 
 
 def select_runs(store, suite, runs: list, data_root=None, device: str = "auto", limit: int | None = None,
@@ -47,17 +44,7 @@ def select_runs(store, suite, runs: list, data_root=None, device: str = "auto", 
     """Load the suite's test split; keep the runs trained on it that kept their final weights (unless
     ``need_weights`` is False), with a line for each run left out."""
     task = ClassificationTask(suite, resolve_device(device), data_root=data_root, limit=limit)
-    data = task.load_data()
-    chosen, skipped = [], []
-    for run in runs:
-        if run.data_id != data.identity:
-            skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) was trained on other data; skipped")
-        elif need_weights and not weights_path(store, run.id).is_file():
-            skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) kept no final weights; skipped")
-        else:
-            chosen.append(run)
-    if not chosen:
-        raise VbenchError(f"none of the {len(runs)} finished runs can be evaluated here: {skipped[0]}")
+    chosen, skipped = evaluate.select_runs(store, runs, task.load_data().identity, need_weights=need_weights)
     return Selection(task, chosen, skipped)
 
 

@@ -38,6 +38,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
 from vbench.analysis.runs import TRAINED, finished_runs, large_kernel_size, progress_bar, run_model, select_runs
 from vbench.data.folders import decode_images
+from vbench.engine.evaluate import EvaluationOutcome
 from vbench.errors import VbenchError
 from vbench.paths import default_data_root
 
@@ -159,13 +160,9 @@ def decisions(predicted: np.ndarray, conflict: CueConflict, counted: np.ndarray)
             "cue_decisions": cue / kept if kept else None}
 
 
-@dataclass
-class ShapeBiasOutcome:
+@dataclass(kw_only=True)
+class ShapeBiasOutcome(EvaluationOutcome):
     condition: str
-    evaluated: int = 0
-    kept: int = 0
-    runs: list = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
     results: list = field(default_factory=list)  # (run, metrics)
 
 
@@ -189,7 +186,7 @@ def evaluate_shape_bias(store, suite, backbones: list[str] | None = None, seeds:
     if stimuli is None:
         conflict = hybrid_set(task.data.test_images, task.data.test_labels, images or len(task.data.test_labels),
                               sigma or default_sigma(suite.img_size))
-    outcome = ShapeBiasOutcome(conflict.condition, runs=selection.runs, skipped=selection.skipped)
+    outcome = ShapeBiasOutcome(condition=conflict.condition, runs=selection.runs, skipped=selection.skipped)
     stored = {e.run_id: e.metrics for e in store.evaluations(KIND, [run.id for run in selection.runs])
               if e.condition == conflict.condition}
     cue_images = conflict.images.to(task.device)

@@ -31,6 +31,12 @@ SeedsFilter = typer.Option(None, "--seeds", help="Only runs of these seeds (comm
 DataRootOption = typer.Option(None, "--data-root", help="Where the suite's data live.")
 LimitOption = typer.Option(None, "--limit", help="Runs trained with --limit N: the same first N images.")
 DeviceOption = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+# the options of the commands that train or evaluate a suite (run, tune, eval)
+DatasetRootOption = typer.Option(None, "--data-root", help="Where the datasets live (default $VBENCH_DATA, else ~/.cache/vbench/data).")
+DownloadOption = typer.Option(False, "--download", help="Download a missing dataset (torchvision's CIFAR and SVHN).")
+AmpOption = typer.Option(False, "--amp/--no-amp", help="bf16 autocast (fp16 on GPUs without bf16); on the CPU where it has native bf16.")
+CompileOption = typer.Option(False, "--compile", help="torch.compile the model (falls back to eager if it cannot).")
+PipelineOption = typer.Option("batched", "--pipeline", help="batched (tensor ops on the device) or reference (per-image PIL + DataLoader).")
 
 
 def load_plugins(plugins: Optional[List[str]]) -> None:

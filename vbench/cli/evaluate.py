@@ -7,7 +7,20 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from vbench.cli._common import DbOption, PluginOption, app, console, count_text, err_console, load_plugins, number
+from vbench.cli._common import (
+    AmpOption,
+    DatasetRootOption,
+    DbOption,
+    DeviceOption,
+    DownloadOption,
+    PluginOption,
+    app,
+    console,
+    count_text,
+    err_console,
+    load_plugins,
+    number,
+)
 
 
 @app.command("eval")
@@ -18,11 +31,11 @@ def eval_command(
     run_id: Optional[int] = typer.Option(None, "--run", help="Evaluate this run's final weights (or its last checkpoint)."),
     results_file: Optional[str] = typer.Option(None, "--results-file", help="Also write the result as JSON to this file."),
     sets: Optional[List[str]] = typer.Option(None, "--set", show_default=False, help="key=value for any recipe key (e.g. eval_batch_size=64)."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help="Where the datasets live (default $VBENCH_DATA, else ~/.cache/vbench/data)."),
-    download: bool = typer.Option(False, "--download", help="Download a missing dataset (torchvision's CIFAR and SVHN)."),
+    data_root: Optional[str] = DatasetRootOption,
+    download: bool = DownloadOption,
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N test images."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    amp: bool = typer.Option(False, "--amp/--no-amp", help="bf16 autocast (fp16 on GPUs without bf16)."),
+    device: str = DeviceOption,
+    amp: bool = AmpOption,
     db: Optional[str] = DbOption,
     plugin: Optional[List[str]] = PluginOption,
 ) -> None:

@@ -20,7 +20,6 @@ is stored with ``status`` ``unsupported`` and the one-line reason; one that fail
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from vbench.data.augment import intra_op_threads
 from vbench.deploy.export import EXPORTERS, check_exporter, export_onnx
 from vbench.deploy.latency import MIN_QUERIES, MIN_SECONDS, Predictor, measure
 from vbench.deploy.quantize import calibration_set
@@ -147,7 +147,7 @@ def deploy(store, suite, request: DeployRequest, backbones: list[str] | None = N
             if (e.metrics or {}).get("status") in DONE}
     images, labels = normalized(task, task.data.test_images, task.data.test_labels)
     console = console or Console()
-    with _threads(request.threads), tempfile.TemporaryDirectory(prefix="vbench-deploy-") as workdir, \
+    with intra_op_threads(request.threads), tempfile.TemporaryDirectory(prefix="vbench-deploy-") as workdir, \
             _progress(console) as progress:
         bar = progress.add_task(f"{suite.name}: deploy",
                                 total=len(runs) * len(request.runtimes) * len(request.precisions))
@@ -299,17 +299,6 @@ def once(make: Callable):
         return memo["value"]
 
     return get
-
-
-@contextlib.contextmanager
-def _threads(count: int):
-    """torch's intra-op threads fixed at ``count`` for the command (the other runtimes take theirs as options)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _progress(console: Console) -> Progress:

@@ -208,6 +208,17 @@ def write_json(path: str, value: dict) -> None:
 
 
 # --- the final weights of finished runs (vbench robustness, vbench deploy) ---------------------------------------
+@dataclass
+class EvaluationOutcome:
+    """What a command over finished runs did: results measured now, results kept from an earlier command, the runs
+    it went over and a line for each run it left out."""
+
+    evaluated: int = 0
+    kept: int = 0
+    runs: list = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
 def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | None, purpose: str = "evaluate") -> list:
     """The finished classification runs of ``suite`` (of these backbones and seeds); none is one error."""
     runs = [run for run in store.list_runs(suite=suite.name, backbones=backbones, status="done", task="classification")
@@ -218,13 +229,15 @@ def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | 
     return runs
 
 
-def select_runs(store, runs: list, data_id: str, purpose: str = "evaluated") -> tuple[list, list[str]]:
-    """The runs trained on this data that kept their final weights, and a line for each run left out."""
+def select_runs(store, runs: list, data_id: str, purpose: str = "evaluated",
+                need_weights: bool = True) -> tuple[list, list[str]]:
+    """The runs trained on this data that kept their final weights (unless ``need_weights`` is False), and a line
+    for each run left out."""
     chosen, skipped = [], []
     for run in runs:
         if run.data_id != data_id:
             skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) was trained on other data; skipped")
-        elif not weights_path(store, run.id).is_file():
+        elif need_weights and not weights_path(store, run.id).is_file():
             skipped.append(f"run {run.id} ({run.backbone} seed {run.seed}) kept no final weights; skipped")
         else:
             chosen.append(run)

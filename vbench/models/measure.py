@@ -19,6 +19,11 @@ from math import prod
 
 import torch
 import torch.nn as nn
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    # in here: fvcore.nn scripts its focal loss at import, which torch 2.14 warns about on every command
+    import fvcore.nn  # noqa: F401
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 

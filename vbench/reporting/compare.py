@@ -31,8 +31,8 @@ from vbench.reporting.stats import (
     mcnemar_exact,
     seed_difference,
 )
-from vbench.store.artifacts import predictions_path
-from vbench.store.predictions import ClassificationPredictions, load_predictions, paired_correct
+from vbench.store.artifacts import predictions_path, stored_probabilities
+from vbench.store.predictions import load_predictions, paired_correct
 from vbench.tasks import get_task
 
 N_RESAMPLES = 9999
@@ -93,11 +93,8 @@ def compare(store, suite: str, a: str, b: str, seeds: list[int] | None = None, n
 
 def run_calibration(store, run) -> dict | None:
     """ECE and NLL of a run's predictions on its whole test split; None when they keep no probabilities."""
-    path = predictions_path(store, run.id)
-    if not path.is_file():
-        return None
-    predictions = load_predictions(path)
-    if not isinstance(predictions, ClassificationPredictions) or not predictions.has_probabilities:
+    predictions = stored_probabilities(store, run)
+    if predictions is None:
         return None
     return calibration_metrics(predictions.class_probabilities(), predictions.labels.astype("int64"))
 

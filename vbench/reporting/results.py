@@ -123,6 +123,16 @@ def finished_results(store, suite: str | None = None, backbones: Iterable[str] |
     return Results(kept, total - sum(group.n for group in kept))
 
 
+def evaluations_by_run(store, groups: list, kinds: tuple[str, ...]) -> dict[int, list]:
+    """The stored evaluations of these kinds of the groups' runs, by run id."""
+    evaluations = store.evaluations(kinds[0] if len(kinds) == 1 else None, [run.id for g in groups for run in g.runs])
+    by_run: dict[int, list] = {}
+    for evaluation in evaluations:
+        if evaluation.kind in kinds:
+            by_run.setdefault(evaluation.run_id, []).append(evaluation)
+    return by_run
+
+
 def _group(rows: list) -> ResultGroup:
     by_seed = {run.seed: run for run in rows}
     first = rows[-1]

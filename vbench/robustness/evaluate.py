@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vbench.engine.evaluate import finished_runs, select_runs
+from vbench.engine.evaluate import EvaluationOutcome, finished_runs, select_runs
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
@@ -36,11 +36,7 @@ def condition(name: str, severity: int) -> str:
 
 
 @dataclass
-class RobustnessOutcome:
-    evaluated: int = 0
-    kept: int = 0  # already in the store from an earlier, interrupted evaluation
-    runs: list = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+class RobustnessOutcome(EvaluationOutcome):
     sources: set[str] = field(default_factory=set)
 
 

@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vbench.data.folders import imagenet_wnids
 from vbench.data.readers import data_root_of
 from vbench.data.stream import EvalStream, SquareImage, file_split
+from vbench.engine.evaluate import EvaluationOutcome
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
@@ -174,11 +175,7 @@ class Point:
 
 
 @dataclass
-class ImageNetOutcome:
-    evaluated: int = 0
-    kept: int = 0
-    runs: list = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+class ImageNetOutcome(EvaluationOutcome):
     sets: dict[str, str] = field(default_factory=dict)  # set title -> folder
     missing: list[str] = field(default_factory=list)  # sets not found
 

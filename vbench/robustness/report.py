@@ -15,7 +15,7 @@ from vbench.reporting.numbers import fmt
 from vbench.reporting.paper import table_names
 from vbench.reporting.plot import Curve, curve_chart
 from vbench.reporting.report import ReportTable, partner_of
-from vbench.reporting.results import finished_results
+from vbench.reporting.results import evaluations_by_run, finished_results
 from vbench.robustness.corruptions import CORRUPTIONS
 from vbench.robustness.evaluate import KIND
 from vbench.robustness.imagenet import ALEXNET_CLEAN_ERROR, KIND_C, KIND_SETS, TEST_SETS, alexnet_corruption_errors
@@ -29,15 +29,7 @@ NOTE = ("Accuracies are top-1 (%) on the corrupted test split, the mean over the
 
 def robustness_sections(store, suite: str | None = None, backbones=None, reference: str | None = None) -> list:
     groups = finished_results(store, suite=suite, backbones=backbones, task="classification").groups
-    evaluations = store.evaluations(KIND, [run.id for g in groups for run in g.runs])
-    by_run: dict[int, list] = {}
-    for evaluation in evaluations:
-        by_run.setdefault(evaluation.run_id, []).append(evaluation)
-    sections = []
-    for suite_name in sorted({g.suite for g in groups}):
-        suite_groups = [g for g in groups if g.suite == suite_name and any(r.id in by_run for r in g.runs)]
-        if suite_groups:
-            sections += _suite_sections(suite_name, suite_groups, by_run, reference)
+    sections = _per_suite(groups, evaluations_by_run(store, groups, (KIND,)), reference, _suite_sections)
     sections += imagenet_sections(store, groups, reference)
     if not sections:
         where = f" of suite {suite!r}" if suite else ""
@@ -55,16 +47,17 @@ IMAGENET_NOTE = ("Top-1 (%) on each set, the mean over the seeds of one experime
 def imagenet_sections(store, groups: list, reference: str | None = None) -> list:
     """Per ImageNet suite with results of ImageNet's test sets: top-1 on each set with mCE, and ImageNet-C's
     accuracy per corruption."""
-    evaluations = store.evaluations(None, [run.id for g in groups for run in g.runs])
-    by_run: dict[int, list] = {}
-    for evaluation in evaluations:
-        if evaluation.kind in (KIND_C, KIND_SETS):
-            by_run.setdefault(evaluation.run_id, []).append(evaluation)
+    return _per_suite(groups, evaluations_by_run(store, groups, (KIND_C, KIND_SETS)), reference,
+                      _imagenet_suite_sections)
+
+
+def _per_suite(groups: list, by_run: dict[int, list], reference: str | None, make_sections) -> list:
+    """``make_sections`` of every suite, over its groups with evaluations."""
     sections = []
     for suite_name in sorted({g.suite for g in groups}):
         suite_groups = [g for g in groups if g.suite == suite_name and any(r.id in by_run for r in g.runs)]
         if suite_groups:
-            sections += _imagenet_suite_sections(suite_name, suite_groups, by_run, reference)
+            sections += make_sections(suite_name, suite_groups, by_run, reference)
     return sections
 
 

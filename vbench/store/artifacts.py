@@ -8,6 +8,7 @@ from pathlib import Path
 from vbench.errors import VbenchError, first_line
 from vbench.paths import atomic_path
 from vbench.store.checkpoint import Checkpoints
+from vbench.store.predictions import ClassificationPredictions, load_predictions
 from vbench.store.predictions import predictions_path as _predictions_file
 
 KINDS = ("checkpoints", "weights", "predictions")
@@ -19,6 +20,17 @@ def weights_path(store, run_id: int) -> Path:
 
 def predictions_path(store, run_id: int) -> Path:
     return _predictions_file(store.artifact_dir("predictions"), run_id)
+
+
+def stored_probabilities(store, run) -> ClassificationPredictions | None:
+    """The run's kept predictions when they hold class probabilities, else None."""
+    path = predictions_path(store, run.id)
+    if not path.is_file():
+        return None
+    predictions = load_predictions(path)
+    if not isinstance(predictions, ClassificationPredictions) or not predictions.has_probabilities:
+        return None
+    return predictions
 
 
 def save_weights(path: Path, model) -> Path:
