@@ -30,20 +30,22 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.table import Table
+from train_step import cifar_shaped
 
+from vbench.data.augment import BatchedPipeline
 from vbench.deploy.evaluate import once
 from vbench.deploy.export import EXPORTERS, SMALLEST_SIZES, export_onnx, smallest_model
 from vbench.deploy.latency import batch_of, latency, throughput
 from vbench.deploy.quantize import calibration_set
-from vbench.deploy.runtimes import PRECISIONS, RUNTIMES, Subject
+from vbench.deploy.runtimes import PRECISIONS, RUNTIMES, Subject, openvino_core
 from vbench.engine.hardware import fingerprint
 from vbench.engine.precision import resolve_device
 from vbench.errors import one_line
 from vbench.models import registry
 from vbench.parse import parse_list, positive_int
+from vbench.suites import load_suite
 
 BACKBONES = "vit-small,lkca-b,mobilevitv2-050,resnet56-cifar"
-MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # CIFAR-10's, as the cifar10 suite normalises
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,14 +66,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    return (images.float() / 255 - mean) / std
+# CIFAR-10's normalisation, as the cifar10 suite's pipeline applies it
+normalize = BatchedPipeline(load_suite("cifar10"), torch.device("cpu")).normalize
 
 
-def random_images(count: int, size: int = 32, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
+def random_images(count: int, seed: int) -> torch.Tensor:
+    return cifar_shaped(count, seed)[0]
 
 
 def subject_of(name: str, device, threads: int, exporter: str, calibration_images: int, workdir: Path) -> Subject:
@@ -176,7 +176,6 @@ def registry_walk(args, console: Console) -> None:
     import onnxruntime
     import openvino
 
-    registry.load_all()
     names = [spec.name for spec in registry.select_backbones(args.backbones or "*", task="classification")]
     exporters = parse_list(args.exporters, "--exporters", choices=EXPORTERS)
     table = Table(title="Every classification backbone at its smallest size: ONNX export, ONNX Runtime and OpenVINO "
@@ -200,7 +199,7 @@ def registry_walk(args, console: Console) -> None:
                     export = export_onnx(model, size, Path(workdir) / f"{name}-{exporter}.onnx", exporter)
                     session = onnxruntime.InferenceSession(str(export.path), providers=["CPUExecutionProvider"])
                     ort_out = session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
-                    compiled = openvino.Core().compile_model(openvino.convert_model(str(export.path)), "CPU",
+                    compiled = openvino_core().compile_model(openvino.convert_model(str(export.path)), "CPU",
                                                              {"INFERENCE_PRECISION_HINT": "f32"})
                     ov_out = compiled(batch.numpy())[0]
                     cells += [f"{export.seconds:.1f}", f"{abs(ort_out - expected).max():.1e}",

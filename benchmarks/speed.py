@@ -31,7 +31,7 @@ from rich.table import Table
 from train_step import cifar_shaped, make_stepper, seconds_per_step
 
 from vbench.data.augment import BatchedPipeline
-from vbench.engine.mfu import matmul_peak, training_flops_per_s
+from vbench.engine.mfu import utilization
 from vbench.engine.precision import Precision, resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
@@ -95,9 +95,9 @@ def measure_backbone(name: str, args, suite, device, settings: list[str], consol
         for setting, stepper in steppers.items():
             samples[setting].append(seconds_per_step(stepper.step, args.steps, device))
     console.print(f"{name}: measured {', '.join(settings)}", highlight=False)
-    peaks = {setting: matmul_peak(device, "bf16" if SETTINGS[setting][0] else "fp32") for setting in settings}
+    precisions = {setting: Precision.resolve(SETTINGS[setting][0], device).name for setting in settings}
     return {"samples": samples, "compile_s": {setting: s.compile_s for setting, s in steppers.items()}, "macs": macs,
-            "peaks": peaks}
+            "precisions": precisions}
 
 
 def speed_table(results: dict, batch_size: int, device) -> Table:
@@ -114,12 +114,11 @@ def speed_table(results: dict, batch_size: int, device) -> Table:
         for setting, seconds in samples.items():
             median = statistics.median(seconds)
             ratio = f"{baseline / median:.2f}x" if baseline else "-"
-            achieved = training_flops_per_s(result["macs"], batch_size / median)
-            peak = result["peaks"][setting]
+            used = utilization(result["macs"], batch_size / median, device, result["precisions"][setting])
             table.add_row(name, setting, f"{batch_size / median:.0f}",
                           f"{batch_size / max(seconds):.0f}-{batch_size / min(seconds):.0f}", ratio,
-                          f"{achieved / 1e9:.1f}", f"{peak / 1e9:.0f}", f"{100 * achieved / peak:.1f}%",
-                          f"{result['compile_s'][setting]:.1f}")
+                          f"{used['model_flops_per_s'] / 1e9:.1f}", f"{used['matmul_peak_flops_per_s'] / 1e9:.0f}",
+                          f"{100 * used['mfu']:.1f}%", f"{result['compile_s'][setting]:.1f}")
     return table
 
 

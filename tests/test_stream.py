@@ -180,6 +180,25 @@ def test_a_corrupt_image_is_skipped_counted_stored_with_the_run_and_said(tmp_pat
     assert "skipped_images" in shown.out and "train 1, test 1" in shown.out, shown.out
 
 
+def test_the_analyses_of_a_streamed_suite_say_what_needs_memory_in_one_line(tmp_path):
+    """erf and hybrid shape-bias need the test images in memory: one line, exit 2, nothing written; calibration
+    reads the run's kept probabilities."""
+    fixture = write_image_folder(tmp_path / "images", classes=("ant", "bee"), train_per_class=4, test_per_class=3,
+                                 img_size=16)
+    assert run_cli("data", "shards", fixture.root, "--output", tmp_path / "shards", "--shard-size", "4").code == 0
+    suite = write_image_folder_suite(tmp_path / "s.toml", tmp_path / "shards", num_classes=2, img_size=16,
+                                     batch_size=4, repeats=1, autoaugment="none", epochs=1)
+    db = tmp_path / "r.db"
+    assert run_cli("run", "--suite", suite, "--backbones", "vit-0.5m", "--db", db, env=WORKERS0).code == 0
+    for command, what in (("erf", "the effective receptive field"), ("shape-bias", "shape bias on hybrid images")):
+        result = run_cli(command, "--suite", suite, "--db", db, "--output-dir", tmp_path / "plots", env=WORKERS0) \
+            if command == "erf" else run_cli(command, "--suite", suite, "--db", db, env=WORKERS0)
+        assert result.code == 2 and f"is streamed; {what} needs its test split in memory" in result.error_line
+    assert not (tmp_path / "plots").exists() and not open_store(str(db), write=False).evaluations()
+    calibrated = run_cli("calibration", "--suite", suite, "--db", db, env=WORKERS0)
+    assert calibrated.code == 0, calibrated.out + calibrated.err
+
+
 def test_a_missing_truncated_or_changed_shard_is_one_line_naming_it(shards, tmp_path):
     fixture, _, _ = shards
     folder = tmp_path / "shards"

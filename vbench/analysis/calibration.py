@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.console import Console
 
-from vbench.analysis.runs import TRAINED, finished_runs, progress_bar, run_model, select_runs
-from vbench.engine.evaluate import EvaluationOutcome
+from vbench.analysis.runs import TRAINED, finished_runs, run_model, select_runs
+from vbench.engine.evaluate import EvaluationOutcome, progress_bar
 from vbench.errors import VbenchError
 from vbench.reporting.calibration import ECE_BINS, FIT_SHARE, SPLIT_SEED, temperature_scaled
 from vbench.store.artifacts import stored_probabilities
@@ -64,14 +64,12 @@ def evaluate_calibration(store, suite, backbones: list[str] | None = None, seeds
     outcome.runs = [run for run in candidates if kept[run.id] is not None or (selection and run in selection.runs)]
     runs = outcome.runs
     console = console or Console()
-    with progress_bar(console) as progress:
+    with progress_bar(console, remaining=False) as progress:
         bar = progress.add_task(f"{suite.name}: calibration", total=len(runs))
         for run in runs:
             predictions, source = kept[run.id], "predictions"
             if predictions is None:
-                model = run_model(store, selection.task, run, TRAINED)
-                data = selection.task.data
-                predictions = selection.task.evaluate_images(model, data.test_images, data.test_labels).predictions
+                predictions = selection.task.evaluate(run_model(store, selection.task, run, TRAINED)).predictions
                 source = "weights"
                 outcome.from_weights += 1
             metrics = {**measure(predictions), "source": source}

@@ -32,11 +32,10 @@ from vbench.analysis.runs import (
     TRAINED,
     finished_runs,
     large_kernel_size,
-    progress_bar,
     run_model,
     select_runs,
 )
-from vbench.engine.evaluate import EvaluationOutcome
+from vbench.engine.evaluate import EvaluationOutcome, progress_bar
 from vbench.errors import VbenchError
 from vbench.models import registry
 from vbench.models.feature_map import FeatureMap, last_feature_map, require_feature_map
@@ -155,7 +154,8 @@ def evaluate_erf(store, suite, backbones: list[str] | None = None, seeds: list[i
     condition = INIT if init else TRAINED
     candidates = finished_runs(store, suite, backbones, seeds, "the ERF")
     maps = check_feature_maps(candidates)
-    selection = select_runs(store, suite, candidates, data_root, device, limit, need_weights=not init)
+    selection = select_runs(store, suite, candidates, data_root, device, limit, need_weights=not init,
+                           in_memory="the effective receptive field")
     task = selection.task
     outcome = ErfOutcome(condition=condition, runs=selection.runs, skipped=selection.skipped)
     stored = {e.run_id: e.metrics for e in store.evaluations(KIND, [run.id for run in selection.runs])
@@ -163,7 +163,7 @@ def evaluate_erf(store, suite, backbones: list[str] | None = None, seeds: list[i
     count = min(images, len(task.data.test_images))
     test_images, test_labels = task.data.test_images[:count], task.data.test_labels[:count]
     console = console or Console()
-    with progress_bar(console) as progress:
+    with progress_bar(console, remaining=False) as progress:
         bar = progress.add_task(f"{suite.name}: ERF ({condition})", total=len(selection.runs))
         for run in selection.runs:
             kept = stored.get(run.id)
@@ -198,4 +198,3 @@ def measure_erf(model: torch.nn.Module, feature_map: FeatureMap, task, images: t
     return {"images": len(labels), "finite_images": used, "feature_map": feature_map.text, "map_size": sizes[0],
             "input_size": list(matrix.shape), "kernel_size": large_kernel_size(model), **erf_summary(matrix),
             "matrix": rounded_matrix(matrix)}
-

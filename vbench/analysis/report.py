@@ -92,8 +92,10 @@ def _none_found(what: str, command: str, suite: str | None, store) -> VbenchErro
 
 
 # --- ERF ---------------------------------------------------------------------------------------------------
-def erf_sections(store, suite: str | None = None, backbones=None) -> list[ReportTable]:
-    measured = measured_groups(store, ERF, suite, backbones)
+def erf_sections(store, suite: str | None = None, backbones=None, measured: list[Measured] | None = None
+                 ) -> list[ReportTable]:
+    """The ERF table per suite; ``measured``: ``measured_groups(store, ERF, suite, backbones)`` when already read."""
+    measured = measured_groups(store, ERF, suite, backbones) if measured is None else measured
     if not measured:
         raise _none_found("ERF results", "erf", suite, store)
     sections = []
@@ -116,10 +118,11 @@ def erf_sections(store, suite: str | None = None, backbones=None) -> list[Report
     return sections
 
 
-def erf_matrices(store, suite: str, condition: str = "trained", backbones=None) -> list[tuple[str, int, np.ndarray]]:
-    """(model name, seeds, mean ERF matrix over the seeds) per backbone of ``suite`` measured under ``condition``."""
+def erf_matrices(measured: list[Measured], suite: str, condition: str = "trained") -> list[tuple[str, int, np.ndarray]]:
+    """(model name, seeds, mean ERF matrix over the seeds) per backbone of ``suite`` measured under ``condition``,
+    from ``measured_groups(store, ERF, ...)``."""
     found = []
-    for entry in measured_groups(store, ERF, suite, backbones):
+    for entry in (m for m in measured if m.group.suite == suite):
         rows = entry.by_condition.get(condition, [])
         matrices = [np.asarray(r["matrix"], dtype=np.float64) for r in rows if r.get("matrix")]
         if matrices and len({m.shape for m in matrices}) == 1:
@@ -150,13 +153,12 @@ def erf_heatmap_chart(suite: str, condition: str, matrices: list) -> Chart:
 def erf_charts(store, suite: str | None = None, condition: str | None = None) -> list[Chart]:
     """Per suite (and condition) with ERF results, its heatmaps side by side: ``<suite>_erf_<condition>``."""
     made = []
-    try:
-        sections = erf_sections(store, suite)
-    except VbenchError:
+    measured = measured_groups(store, ERF, suite)
+    if not measured:
         return made
-    for section in sections:
+    for section in erf_sections(store, suite, measured=measured):
         for wanted in [condition] if condition else sorted({r["weights"] for r in section.records}):
-            matrices = erf_matrices(store, section.suite, wanted)
+            matrices = erf_matrices(measured, section.suite, wanted)
             if matrices:
                 made.append(erf_heatmap_chart(section.suite, wanted, matrices))
     return made

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vbench.backbones.large_kernel_attention import LKA, LSKA
 from vbench.backbones.lkca import LKCA
@@ -40,11 +38,16 @@ def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | 
 
 
 def select_runs(store, suite, runs: list, data_root=None, device: str = "auto", limit: int | None = None,
-                need_weights: bool = True) -> Selection:
+                need_weights: bool = True, in_memory: str | None = None) -> Selection:
     """Load the suite's test split; keep the runs trained on it that kept their final weights (unless
-    ``need_weights`` is False), with a line for each run left out."""
+    ``need_weights`` is False), with a line for each run left out. ``in_memory``: what needs the test split's
+    images in memory (a streamed suite is then one error)."""
     task = ClassificationTask(suite, resolve_device(device), data_root=data_root, limit=limit)
-    chosen, skipped = evaluate.select_runs(store, runs, task.load_data().identity, need_weights=need_weights)
+    data = task.load_data()
+    if in_memory and task.stream is not None:
+        raise VbenchError(f"suite {suite.name!r} is streamed; {in_memory} needs its test split in memory (run the "
+                          "suite's in-memory twin)")
+    chosen, skipped = evaluate.select_runs(store, runs, data.identity, need_weights=need_weights)
     return Selection(task, chosen, skipped)
 
 
@@ -76,8 +79,3 @@ def large_kernel_size(model: torch.nn.Module) -> int | None:
 
 def _receptive_field(local: int, dilated: int, dilation: int) -> int:
     return local + (dilated - 1) * dilation
-
-
-def progress_bar(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=not console.is_terminal)

@@ -36,9 +36,9 @@ import torchvision.transforms.functional as TF
 from rich.console import Console
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
-from vbench.analysis.runs import TRAINED, finished_runs, large_kernel_size, progress_bar, run_model, select_runs
+from vbench.analysis.runs import TRAINED, finished_runs, large_kernel_size, run_model, select_runs
 from vbench.data.folders import decode_images
-from vbench.engine.evaluate import EvaluationOutcome
+from vbench.engine.evaluate import EvaluationOutcome, progress_bar
 from vbench.errors import VbenchError
 from vbench.paths import default_data_root
 
@@ -181,7 +181,8 @@ def evaluate_shape_bias(store, suite, backbones: list[str] | None = None, seeds:
         check_stimulus_classes(suite, data_root)
         conflict = read_stimuli(stimuli, suite.img_size)  # a wrong layout is one error before any model is built
     candidates = finished_runs(store, suite, backbones, seeds, "shape bias")
-    selection = select_runs(store, suite, candidates, data_root, device, limit)
+    selection = select_runs(store, suite, candidates, data_root, device, limit,
+                           in_memory="shape bias on hybrid images" if stimuli is None else None)
     task = selection.task
     if stimuli is None:
         conflict = hybrid_set(task.data.test_images, task.data.test_labels, images or len(task.data.test_labels),
@@ -192,7 +193,7 @@ def evaluate_shape_bias(store, suite, backbones: list[str] | None = None, seeds:
     cue_images = conflict.images.to(task.device)
     cue_labels = conflict.shape_labels.to(task.device)
     console = console or Console()
-    with progress_bar(console) as progress:
+    with progress_bar(console, remaining=False) as progress:
         bar = progress.add_task(f"{suite.name}: shape bias ({conflict.condition})", total=len(selection.runs))
         for run in selection.runs:
             kept = stored.get(run.id)

@@ -57,13 +57,25 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def results_table(title: str, columns, left=("backbone",)) -> Table:
+    """A table of one row per result: the ``left`` columns (names) left-aligned, the numbers right-aligned."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    return table
+
+
+def print_notes(lines) -> None:
+    """One ``note:`` line on stderr per run a command left out."""
+    for line in lines:
+        err_console.print(f"note: {line}", highlight=False)
+
+
 def summary_table(result) -> Table:
     info = result.suite.task_info
-    table = Table(title=f"vbench run: {result.suite.name}")
     columns = ["run", "backbone", "seed", "status", *(m.label for m in info.metrics), "params", "FLOPs", "img/s",
                "peak mem", "wall"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("backbone", "status") else "right")
+    table = results_table(f"vbench run: {result.suite.name}", columns, left=("backbone", "status"))
     colours = {"done": "green", "skipped": "cyan", "busy": "cyan", "failed": "red", "interrupted": "yellow"}
     for o in result.outcomes:
         table.add_row(

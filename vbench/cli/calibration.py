@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from vbench.api import stored_backbone_names
 from vbench.cli._common import (
@@ -17,9 +16,10 @@ from vbench.cli._common import (
     SeedsFilter,
     app,
     console,
-    err_console,
     finished_runs_of,
     load_plugins,
+    print_notes,
+    results_table,
     wide_for_files,
 )
 
@@ -48,11 +48,10 @@ def calibration_command(
                                        console=console)
         label = store.label
     wide_for_files()
-    for line in outcome.skipped:
-        err_console.print(f"note: {line}", highlight=False)
-    table = Table(title=f"vbench calibration: {the_suite.name} (held-out half of the test split)")
-    for column in ("run", "backbone", "seed", "images", "ECE", "ECE (TS)", "NLL", "NLL (TS)", "Brier", "Brier (TS)", "T"):
-        table.add_column(column, justify="left" if column == "backbone" else "right")
+    print_notes(outcome.skipped)
+    table = results_table(f"vbench calibration: {the_suite.name} (held-out half of the test split)",
+                          ("run", "backbone", "seed", "images", "ECE", "ECE (TS)", "NLL", "NLL (TS)", "Brier",
+                           "Brier (TS)", "T"))
     for run, m in outcome.results:
         table.add_row(str(run.id), run.backbone, str(run.seed), str(m["held_out_images"]), f"{100 * m['ece']:.2f}%",
                       f"{100 * m['ece_ts']:.2f}%", f"{m['nll']:.3f}", f"{m['nll_ts']:.3f}", f"{m['brier']:.3f}",

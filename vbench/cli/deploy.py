@@ -18,9 +18,10 @@ from vbench.cli._common import (
     SeedsFilter,
     app,
     console,
-    err_console,
     finished_runs_of,
     load_plugins,
+    print_notes,
+    results_table,
     wide_for_files,
 )
 from vbench.errors import VbenchError
@@ -58,12 +59,11 @@ def deploy_command(
         outcome = deploy(store, the_suite, request, backbones=stored_backbone_names(backbones, store), seeds=seed_list,
                          data_root=data_root, limit=limit, console=console)
         label = store.label
-    for line in outcome.skipped:
-        err_console.print(f"note: {line}", highlight=False)
+    print_notes(outcome.skipped)
     wide_for_files()
     measured = [row for row in outcome.rows if row["status"] == "ok"]
     if measured:
-        console.print(results_table(the_suite.name, measured))
+        console.print(_measurements_table(the_suite.name, measured))
     for line in dict.fromkeys(f"{row['runtime']} {row['precision']}: {row['status']}: {row['reason']}"
                               for row in outcome.rows if row["status"] != "ok"):
         console.print(line, highlight=False, markup=False)
@@ -76,12 +76,10 @@ def deploy_command(
         raise VbenchError(f"{outcome.failures[0]}{others}; the other results were stored")
 
 
-def results_table(suite: str, rows: list[dict]) -> Table:
-    table = Table(title=f"vbench deploy: {suite}")
+def _measurements_table(suite: str, rows: list[dict]) -> Table:
     columns = ("run", "backbone", "seed", "runtime", "precision", "batch", "top-1", "PyTorch", "max |Δ logit|",
                "p50 ms", "p90 ms", "p99 ms", "img/s")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("backbone", "runtime", "precision") else "right")
+    table = results_table(f"vbench deploy: {suite}", columns, left=("backbone", "runtime", "precision"))
     for row in rows:
         table.add_row(str(row["run_id"]), row["backbone"], str(row["seed"]), row["runtime"], row["precision"],
                       str(row["batch_size"]), f"{row['top1']:.2f}", f"{row['top1_torch']:.2f}",

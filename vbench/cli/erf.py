@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from vbench.api import stored_backbone_names
 from vbench.cli._common import (
@@ -19,9 +18,10 @@ from vbench.cli._common import (
     SeedsFilter,
     app,
     console,
-    err_console,
     finished_runs_of,
     load_plugins,
+    print_notes,
+    results_table,
     wide_for_files,
 )
 
@@ -57,11 +57,9 @@ def erf_command(
         written = save_charts(erf_charts(store, the_suite.name, outcome.condition), Path(output_dir))
         label = store.label
     wide_for_files()
-    for line in outcome.skipped:
-        err_console.print(f"note: {line}", highlight=False)
-    table = Table(title=f"vbench erf: {the_suite.name} ({outcome.condition} weights, {images} images)")
-    for column in ("run", "backbone", "seed", "map", *(f"t={round(t * 100)}%" for t in THRESHOLDS)):
-        table.add_column(column, justify="left" if column == "backbone" else "right")
+    print_notes(outcome.skipped)
+    table = results_table(f"vbench erf: {the_suite.name} ({outcome.condition} weights, {images} images)",
+                          ("run", "backbone", "seed", "map", *(f"t={round(t * 100)}%" for t in THRESHOLDS)))
     for run, metrics in outcome.results:
         table.add_row(str(run.id), run.backbone, str(run.seed), "x".join(map(str, metrics["map_size"])),
                       *(_ratio(metrics.get(threshold_key(t))) for t in THRESHOLDS))

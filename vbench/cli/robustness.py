@@ -17,9 +17,9 @@ from vbench.cli._common import (
     SeedsFilter,
     app,
     console,
-    err_console,
     finished_runs_of,
     load_plugins,
+    print_notes,
 )
 
 
@@ -52,8 +52,7 @@ def robustness_command(
         outcome = evaluate_robustness(store, the_suite, names, levels, backbones=stored_backbone_names(backbones, store),
                                       seeds=seed_list, data_root=data_root, device=device, limit=limit, console=console)
         label = store.label
-    for line in outcome.skipped:
-        err_console.print(f"note: {line}", highlight=False)
+    print_notes(outcome.skipped)
     table = Table(title=f"vbench robustness: {the_suite.name}")
     for column in ("runs", "corruptions", "severities", "evaluated now", "kept from before", "images"):
         table.add_column(column, justify="right")
@@ -74,8 +73,7 @@ def _imagenet(suite, corruptions, severities, backbones, seeds, data_root, limit
         outcome = evaluate_imagenet(store, suite, corruptions, severities, backbones=stored_backbone_names(backbones, store),
                                     seeds=seeds, data_root=data_root, device=device, limit=limit, console=console)
         label = store.label
-    for line in outcome.skipped:
-        err_console.print(f"note: {line}", highlight=False)
+    print_notes(outcome.skipped)
     table = Table(title=f"vbench robustness: {suite.name} (ImageNet's test sets)")
     for column in ("set", "folder"):
         table.add_column(column)

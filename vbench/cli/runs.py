@@ -14,6 +14,7 @@ from vbench.cli._common import BackboneFilter, DbOption, FamilyFilter, SuiteFilt
 from vbench.errors import VbenchError
 from vbench.paths import check_output
 from vbench.recipes import flatten, value_text
+from vbench.store.schema import tune_marks
 from vbench.tasks import get_task
 
 runs_app = typer.Typer(help="List or delete recorded runs.", no_args_is_help=False)
@@ -63,7 +64,7 @@ def steps_text(run) -> str:
     if (run.settings or {}).get("eval_only"):
         return "eval only"
     steps = f"{run.steps_done}/{run.steps if run.steps is not None else '?'} {run.step_unit or ''}"
-    tune = (run.settings or {}).get("tune") or {}  # a run of `vbench tune`: a trial or a re-run of the best
+    tune = tune_marks(run)  # a run of `vbench tune`: a trial or a re-run of the best
     if "trial" in tune:
         return f"{steps}, trial {tune['trial']} of {tune.get('study')}"
     return f"{steps}, re-run of {tune.get('study')} trial {tune['rerun_of']}" if "rerun_of" in tune else steps

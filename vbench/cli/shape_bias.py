@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from vbench.api import stored_backbone_names
 from vbench.cli._common import (
@@ -18,9 +17,10 @@ from vbench.cli._common import (
     SeedsFilter,
     app,
     console,
-    err_console,
     finished_runs_of,
     load_plugins,
+    print_notes,
+    results_table,
     wide_for_files,
 )
 
@@ -52,11 +52,9 @@ def shape_bias_command(
                                       data_root=data_root, device=device, limit=limit, console=console)
         label = store.label
     wide_for_files()
-    for line in outcome.skipped:
-        err_console.print(f"note: {line}", highlight=False)
-    table = Table(title=f"vbench shape-bias: {the_suite.name} ({outcome.condition})")
-    for column in ("run", "backbone", "seed", "kernel", "counted", "shape", "texture", "other", "shape bias"):
-        table.add_column(column, justify="left" if column == "backbone" else "right")
+    print_notes(outcome.skipped)
+    table = results_table(f"vbench shape-bias: {the_suite.name} ({outcome.condition})",
+                          ("run", "backbone", "seed", "kernel", "counted", "shape", "texture", "other", "shape bias"))
     for run, m in outcome.results:
         table.add_row(str(run.id), run.backbone, str(run.seed), str(m.get("kernel_size") or "-"),
                       f"{m['counted']} of {m['images']}", str(m["shape"]), str(m["texture"]), str(m["other"]),

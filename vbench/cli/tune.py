@@ -79,7 +79,10 @@ def tune_command(
     _slurm.check_launcher(launcher, slurm)
     tuning = _tuning_modules()
     if launcher == "slurm":
-        tuning.launch.check_slurm_first(db, slurm)
+        # lazy: imports torch: keeps `vbench --help` and `vbench list` fast
+        from vbench.slurm.sweep import check_slurm_first
+
+        check_slurm_first(db, slurm)
     load_plugins(plugin)
     options = RunOptions(device=device, amp=amp, compile=compile_model, pipeline=pipeline, checkpoints=checkpoints,
                          limit=limit, data_root=data_root, download=download)
@@ -105,7 +108,7 @@ def tune_command(
     failed = False
     if plan.rerun_seeds is not None:
         reruns = tuning.trials.rerun_best(plan.request, plan.rerun_seeds, console, outcome.states)
-        failed = _print_reruns(tuning, plan, reruns)
+        failed = _print_reruns(plan, reruns)
     _next_lines(plan, db)
     if failed:
         sys.exit(1)
@@ -179,7 +182,7 @@ def _short_studies(plan, states: dict, gave_up: dict) -> str:
     return "\n".join(lines) + "\ngive the same command again to finish them (finished trials are never repeated)"
 
 
-def _print_reruns(tuning, plan, reruns) -> bool:
+def _print_reruns(plan, reruns) -> bool:
     # lazy: keeps `vbench --help` and `vbench list` fast
     from vbench.engine.plan import RunResult
     from vbench.store import opened
@@ -220,21 +223,20 @@ def _tune_on_slurm(tuning, plan, settings) -> None:
     """Submit the trials as SLURM jobs sharing the studies, wait for them (or return once submitted)."""
     sweep = tuning.launch.submit_trials(plan, settings)
     console.print(tuning.launch.submitted_line(sweep), highlight=False)
-    if not sweep.jobs or not settings.wait:
-        if sweep.jobs:
-            console.print(tuning.launch.how_to_follow(sweep), highlight=False)
-        if not sweep.jobs:
-            return _after_slurm(tuning, plan, settings, sweep)
+    if not sweep.jobs:
+        return _after_slurm(tuning, plan, settings)
+    if not settings.wait:
+        console.print(tuning.launch.how_to_follow(sweep), highlight=False)
         return None
     try:
         tuning.launch.wait_trials(sweep, lambda text: console.print(text, highlight=False))
     except KeyboardInterrupt:
         console.print(f"\nstopped waiting; {tuning.launch.how_to_follow(sweep)}", highlight=False)
         sys.exit(130)
-    return _after_slurm(tuning, plan, settings, sweep)
+    return _after_slurm(tuning, plan, settings)
 
 
-def _after_slurm(tuning, plan, settings, sweep) -> None:
+def _after_slurm(tuning, plan, settings) -> None:
     states = tuning.trials.states_of(plan.request)
     console.print(studies_table(plan, states))
     short = _short_studies(plan, states, {})
@@ -243,6 +245,6 @@ def _after_slurm(tuning, plan, settings, sweep) -> None:
         sys.exit(1)
     if plan.rerun_seeds is not None:
         results = tuning.launch.rerun_best_on_slurm(plan, settings, states, console)
-        failed = _print_reruns(tuning, plan, results)
+        failed = _print_reruns(plan, results)
         if failed:
             sys.exit(1)

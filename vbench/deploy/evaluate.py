@@ -28,14 +28,13 @@ from typing import Callable
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vbench.data.augment import intra_op_threads
 from vbench.deploy.export import EXPORTERS, check_exporter, export_onnx
 from vbench.deploy.latency import MIN_QUERIES, MIN_SECONDS, Predictor, measure
 from vbench.deploy.quantize import calibration_set
 from vbench.deploy.runtimes import INSTALL_HINT, PRECISIONS, RUNTIMES, Subject, torch_predictor
-from vbench.engine.evaluate import finished_runs, select_runs
+from vbench.engine.evaluate import finished_runs, progress_bar, select_runs
 from vbench.engine.hardware import Hardware, fingerprint
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError, one_line
@@ -148,7 +147,7 @@ def deploy(store, suite, request: DeployRequest, backbones: list[str] | None = N
     images, labels = normalized(task, task.data.test_images, task.data.test_labels)
     console = console or Console()
     with intra_op_threads(request.threads), tempfile.TemporaryDirectory(prefix="vbench-deploy-") as workdir, \
-            _progress(console) as progress:
+            progress_bar(console) as progress:
         bar = progress.add_task(f"{suite.name}: deploy",
                                 total=len(runs) * len(request.runtimes) * len(request.precisions))
         for run in runs:
@@ -222,6 +221,7 @@ class RunDeployment:
                                once(self._export), once(self._calibration))
         reference = torch_predictor(model.to(device), device, "fp32")
         self.top1_torch, self.reference_logits = evaluate_predictor(reference, images, labels, request.largest_batch)
+        self.evaluated = {("torch", "fp32"): (self.top1_torch, self.reference_logits)}  # the same predictor
 
     def _export(self):
         return export_onnx(self.subject.model, self.subject.img_size,
@@ -243,7 +243,8 @@ class RunDeployment:
         try:
             started = time.perf_counter()
             predict = runtime.prepare(self.subject, precision)
-            top1, logits = evaluate_predictor(predict, self.images, self.labels, self.request.largest_batch)
+            top1, logits = self.evaluated.get((runtime_name, precision)) or \
+                evaluate_predictor(predict, self.images, self.labels, self.request.largest_batch)
             common = {"status": "ok", "runtime_version": runtime.version(), "top1": top1,
                       "top1_torch": self.top1_torch,
                       "max_abs_diff": float((logits - self.reference_logits).abs().max()),
@@ -299,11 +300,6 @@ def once(make: Callable):
         return memo["value"]
 
     return get
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, disable=not console.is_terminal)
 
 
 __all__ = ["EAGER", "EXPORTERS", "KIND", "DeployOutcome", "DeployRequest", "Setting", "deploy", "parse_request"]

@@ -230,7 +230,6 @@ for _runtime in (
              int8_packages=("nncf",), exported=True, devices=("cpu",)),
 ):
     RUNTIMES.add(_runtime.name, _runtime)
-DEFAULT_RUNTIMES = tuple(RUNTIMES.names())
 
 
 def register_runtime(runtime: Runtime, replace: bool = False) -> Runtime:

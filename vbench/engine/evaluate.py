@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from timm.models import load_state_dict
 
 from vbench.engine.plan import absolute_data_root
-from vbench.engine.rows import is_tuning, run_row, run_settings
+from vbench.engine.rows import run_row, run_settings
 from vbench.engine.runner import Runner, RunOptions
 from vbench.errors import VbenchError, one_line
 from vbench.models import registry
 from vbench.paths import atomic_write, check_output
-from vbench.store import check_url, opened, utcnow
+from vbench.store import check_url, is_tuning, opened, utcnow
 from vbench.store.artifacts import predictions_path, weights_path
 from vbench.store.checkpoint import Checkpoints
 from vbench.store.predictions import save_predictions
@@ -217,6 +219,13 @@ class EvaluationOutcome:
     kept: int = 0
     runs: list = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+
+def progress_bar(console: Console, remaining: bool = True) -> Progress:
+    """The bar of a command over finished runs (off when the console is not a terminal)."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, *([TimeRemainingColumn()] if remaining else []), console=console,
+                    disable=not console.is_terminal)
 
 
 def finished_runs(store, suite, backbones: list[str] | None, seeds: list[int] | None, purpose: str = "evaluate") -> list:

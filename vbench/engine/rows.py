@@ -34,9 +34,3 @@ def run_row(suite, spec, seed: int, data, settings: dict, size: dict, device: to
         counts=counts, host=socket.gethostname(), device_name=device_name(device), torch_version=torch.__version__,
         vbench_version=__version__, launch=launch,
     )
-
-
-def is_tuning(run) -> bool:
-    """A run of `vbench tune` (a trial, or a re-run of a study's best recipe; vbench.tune): reported apart from the
-    fixed-recipe runs and never averaged with them, nor evaluated by the features that read finished runs."""
-    return bool((run.settings or {}).get("tune"))

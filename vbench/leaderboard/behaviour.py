@@ -14,16 +14,18 @@ from typing import Iterable
 import numpy as np
 from markupsafe import Markup
 
+from vbench.analysis.erf import KIND as ERF
 from vbench.analysis.report import (
     calibration_sections,
     erf_matrices,
     erf_sections,
     kernel_points,
+    measured_groups,
     scaled,
     shape_bias_sections,
 )
 from vbench.errors import VbenchError
-from vbench.leaderboard.charts import PALETTE
+from vbench.leaderboard.charts import PALETTE, plotly_text
 from vbench.leaderboard.html import chart_html, fragment, slug, table_html
 from vbench.leaderboard.sections import Block, display_table, register_section
 from vbench.reporting.confusion import class_errors
@@ -45,11 +47,11 @@ def heatmap_spec(title: str, z: list[list], colorscale, z_range: tuple[float, fl
     axis = {"showticklabels": labels is not None, "ticks": "", "zeroline": False, "showgrid": False}
     x_axis, y_axis = dict(axis), dict(axis)
     if labels:
-        trace["x"], trace["y"] = labels
+        trace["x"], trace["y"] = ([plotly_text(label) for label in names] for names in labels)
         x_axis.update(type="category", side="top")
         y_axis.update(type="category")
     return {"data": [trace], "layout": {
-        "title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
+        "title": {"text": plotly_text(title), "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
         "xaxis": {**x_axis, "constrain": "domain"},
         "yaxis": {**y_axis, "autorange": "reversed", "scaleanchor": "x", "constrain": "domain"},
         "height": 380, "margin": {"l": 40, "r": 16, "t": 48, "b": 24}, "paper_bgcolor": "rgba(0,0,0,0)"}}
@@ -58,12 +60,12 @@ def heatmap_spec(title: str, z: list[list], colorscale, z_range: tuple[float, fl
 def kernel_chart(title: str, points: dict[str, list[tuple[int, float, str]]]) -> dict:
     traces = []
     for index, (family, found) in enumerate(sorted(points.items())):
-        traces.append({"type": "scatter", "mode": "lines+markers", "name": family.upper(),
-                       "x": [p[0] for p in found], "y": [p[1] for p in found], "customdata": [[p[2]] for p in found],
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": plotly_text(family.upper()),
+                       "x": [p[0] for p in found], "y": [p[1] for p in found], "customdata": [[plotly_text(p[2])] for p in found],
                        "marker": {"color": PALETTE[index % len(PALETTE)], "size": 9},
                        "hovertemplate": "<b>%{customdata[0]}</b><br>kernel %{x}<br>shape bias %{y:.3f}<extra></extra>"})
     return {"data": traces, "layout": {
-        "title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
+        "title": {"text": plotly_text(title), "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
         "xaxis": {"title": {"text": "kernel size k"}}, "yaxis": {"title": {"text": "shape bias"}, "range": [0, 1]},
         "height": 400, "margin": {"l": 56, "r": 16, "t": 40, "b": 40}, "paper_bgcolor": "rgba(0,0,0,0)"}}
 
@@ -82,11 +84,14 @@ def _sections(make, site) -> list:
 
 @register_section("erf", page="receptive-fields", title="Receptive fields", order=70)
 def receptive_fields(site) -> Iterable[Block]:
-    for section in _sections(erf_sections, site):
+    measured = measured_groups(site.store, ERF, site.suite, site.backbones)
+    if not measured:  # nothing measured: no page
+        return
+    for section in erf_sections(site.store, site.suite, site.backbones, measured=measured):
         key = f"erf-{slug(section.key)}"
         charts = []
         for condition in ("trained", "init"):
-            for name, seeds, matrix in erf_matrices(site.store, section.suite, condition, site.backbones):
+            for name, seeds, matrix in erf_matrices(measured, section.suite, condition):
                 values = [[round(float(v), 4) for v in row] for row in scaled(matrix)]
                 spec = heatmap_spec(f"{name} ({condition}, n={seeds})", values, RD_YL_GN, (0.0, 1.0),
                                     hover="row %{y}, column %{x}: %{z:.3f}<extra></extra>")

@@ -58,7 +58,7 @@ def plotly_text(value) -> str:
     return html.escape(str(value), quote=False)
 
 
-def _layout(title: str, x_title: str, y_title: str, log_x: bool = True) -> dict:
+def chart_layout(title: str, x_title: str, y_title: str, log_x: bool = True) -> dict:
     return {
         "title": {"text": plotly_text(title), "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
         "xaxis": {"title": {"text": plotly_text(x_title)}, "type": "log" if log_x else "linear", "zeroline": False},
@@ -69,7 +69,7 @@ def _layout(title: str, x_title: str, y_title: str, log_x: bool = True) -> dict:
     }
 
 
-def _no_data(layout: dict, text: str) -> dict:
+def no_data(layout: dict, text: str) -> dict:
     layout["annotations"] = [{"text": plotly_text(text), "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5,
                               "y": 0.5, "font": {"color": "#777"}}]
     layout["xaxis"]["type"] = "linear"
@@ -115,9 +115,9 @@ def metric_chart(title: str, records: list[dict], axis: Axis, y_key: str, y_labe
             "marker": {"symbol": "circle-open", "size": 9, "color": PAPER_COLOR, "line": {"width": 1.5}},
             "hovertemplate": "<b>%{customdata[0]}</b> (paper)<br>" + plotly_text(y_label) + " %{y:.2f}<extra></extra>",
         })
-    layout = _layout(title, axis.title, f"{y_label} ({unit})" if unit else y_label)
+    layout = chart_layout(title, axis.title, f"{y_label} ({unit})" if unit else y_label)
     if not measured:
-        _no_data(layout, f"no run here recorded {axis.title}")
+        no_data(layout, f"no run here recorded {axis.title}")
     return {"data": traces, "layout": layout}
 
 
@@ -150,16 +150,16 @@ def miou_chart(title: str, records: list[dict], paper_rows: list[dict]) -> dict:
                 "customdata": [[plotly_text(f"{model} {head}")] for _ in published],
                 "hovertemplate": "<b>%{customdata[0]}</b> (paper)<br>mIoU %{y:.2f} at iteration %{x}<extra></extra>",
             })
-    layout = _layout(title, "iterations", "mIoU (%)", log_x=False)
+    layout = chart_layout(title, "iterations", "mIoU (%)", log_x=False)
     if not traces:
-        _no_data(layout, "no evaluated iteration")
+        no_data(layout, "no evaluated iteration")
     return {"data": traces, "layout": layout}
 
 
 def learning_curve_layout(step_unit: str) -> dict:
     """The layout of a run's learning curve: evaluated metrics (percent) on the left axis, training losses on
     the right. The page's script makes the traces from the run's step rows (``leaderboard.js``)."""
-    layout = _layout("", step_unit + "s", "metric (%)", log_x=False)
+    layout = chart_layout("", step_unit + "s", "metric (%)", log_x=False)
     layout["yaxis2"] = {"title": {"text": "loss"}, "overlaying": "y", "side": "right", "zeroline": False,
                         "showgrid": False}
     layout["margin"].update(r=56, t=16)

@@ -25,7 +25,7 @@ def tuning(site) -> Iterable[Block]:
 def _charts(url: str, study: str, key: str) -> tuple[list, list[str]]:
     try:
         # lazy: Optuna is an optional dependency (the `tune` extra); without it the page has its table alone
-        from vbench.tune.charts import group_charts
+        from vbench.leaderboard.tuning_charts import group_charts
     except ModuleNotFoundError:
         return [], ["The studies' charts need Optuna: pip install 'vbench[tune]'."]
     charts, notes = [], []

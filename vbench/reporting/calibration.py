@@ -28,7 +28,6 @@ FIT_SHARE = 0.5
 SPLIT_SEED = 0
 FLOOR = 1e-8
 TEMPERATURE_BOUNDS = (0.05, 20.0)
-METRICS = ("ece", "nll", "brier")
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def _compare_pair(store, run_a, run_b, task: str, n_resamples: int, seed: int) -
     if missing:
         pair.missing = f"{' and '.join(missing)} kept no per-image predictions"
         return pair
-    predictions_a, predictions_b = (load_predictions(path) for path in paths)
+    predictions_a, predictions_b = (load_predictions(path, probabilities=False) for path in paths)
     if task == "segmentation":
         _segmentation_pair(pair, predictions_a, predictions_b, n_resamples, seed)
     else:

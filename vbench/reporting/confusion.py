@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 WORST = 5
 
@@ -51,6 +50,9 @@ class ClassErrors:
 def class_errors(predictions, num_classes: int | None = None) -> ClassErrors:
     """The confusion matrix of ``predictions`` (``vbench.store.predictions.ClassificationPredictions``) over
     ``num_classes`` classes (by default every class the predictions name)."""
+    # lazy: scikit-learn takes a second to import, and `vbench report` reaches this module without needing it
+    from sklearn.metrics import confusion_matrix
+
     labels, predicted = predictions.labels.astype(np.int64), predictions.top_k[:, 0].astype(np.int64)
     classes = num_classes or predictions.num_classes or int(max(labels.max(initial=0), predicted.max(initial=0)) + 1)
     return ClassErrors(confusion_matrix(labels, predicted, labels=np.arange(classes)))

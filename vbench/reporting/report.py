@@ -106,8 +106,9 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return float(series.mean()), float(series.std(ddof=1)) if len(series) > 1 else None
 
 
-def recipe_notes(groups: list[ResultGroup]) -> list[str]:
-    """One line per recipe and per data set the rows were trained with."""
+def recipe_notes(groups: list[ResultGroup], reference: str = "the paper's") -> list[str]:
+    """One line per recipe and per data set the rows were trained with; ``reference`` names whose recipe the
+    recipes are compared with."""
     notes = []
     for recipe_hash in dict.fromkeys(g.recipe_hash for g in groups):
         group = next(g for g in groups if g.recipe_hash == recipe_hash)
@@ -115,7 +116,7 @@ def recipe_notes(groups: list[ResultGroup]) -> list[str]:
         steps = f"{group.steps} {group.step_unit}{'' if group.steps == 1 else 's'}"
         if "augment_impl" in group.recipe:
             steps += f", augment_impl {group.recipe['augment_impl']}"
-        text = "the paper's recipe" if not differences else "differs from the paper's: " + ", ".join(differences)
+        text = f"{reference} recipe" if not differences else f"differs from {reference}: " + ", ".join(differences)
         notes.append(f"Recipe {recipe_hash[:8]} ({steps}): {text}.")
     for data_id in dict.fromkeys(g.data_id for g in groups):
         group = next(g for g in groups if g.data_id == data_id)
@@ -310,7 +311,7 @@ def imagenet_section(groups: list[ResultGroup], compare_paper: bool) -> ReportTa
                      "img/s": fmt(record["images_per_s"], 0), "Input": str(record["img_size"]),
                      "Epochs": str(record["epochs"]), "Recipe": record["recipe_hash"][:8]})
     first = groups[0]
-    notes = [note.replace("the paper's", "DeiT's (the imagenet suite's)") for note in recipe_notes(groups)] + [IMAGENET_NOTE]
+    notes = [*recipe_notes(groups, reference="DeiT's (the imagenet suite's)"), IMAGENET_NOTE]
     return ReportTable(IMAGENET_KEY + first.suite, "classification", _suite_title(first.suite, first.dataset), records,
                        pd.DataFrame(rows), notes, suite=first.suite)
 

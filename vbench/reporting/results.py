@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from vbench.engine.rows import is_tuning
 from vbench.errors import VbenchError
 from vbench.models import registry
-from vbench.store import run_precision
+from vbench.store import is_eval_only, is_tuning, run_precision
 from vbench.tasks import get_task
 
 
@@ -92,11 +91,6 @@ class Results:
 def _group_key(run) -> tuple:
     precision = run_precision(run)
     return (run.suite, run.backbone, run.recipe_hash, run.data_id, precision)
-
-
-def is_eval_only(run) -> bool:
-    """A row of `vbench eval`: weights evaluated without training (vbench.engine.evaluate)."""
-    return bool((run.settings or {}).get("eval_only"))
 
 
 def all_groups(store, suite: str | None = None, backbones: Iterable[str] | None = None,

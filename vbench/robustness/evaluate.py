@@ -15,9 +15,8 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vbench.engine.evaluate import EvaluationOutcome, finished_runs, select_runs
+from vbench.engine.evaluate import EvaluationOutcome, finished_runs, progress_bar, select_runs
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
@@ -63,7 +62,7 @@ def evaluate_robustness(store, suite, corruptions: list[str], severities: list[i
     calibration = calibration_split(len(clean_labels))
     console = console or Console()
     points = [(name, severity) for name in corruptions for severity in severities]
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         bar = progress.add_task(f"{suite.name}: corruptions", total=len(points) * len(runs))
         for name, severity in points:
             todo = [run for run in runs if (run.id, condition(name, severity)) not in done]
@@ -96,8 +95,3 @@ def clean_temperature(task, model, split) -> float:
     """The temperature fitted on the fitting half of the clean test split (``vbench.reporting.calibration``)."""
     predictions = task.evaluate(model).predictions
     return fit_temperature(predictions.class_probabilities()[split.fit], predictions.labels[split.fit].astype(int))
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, disable=not console.is_terminal)

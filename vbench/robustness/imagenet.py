@@ -27,12 +27,11 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vbench.data.folders import imagenet_wnids
 from vbench.data.readers import data_root_of
 from vbench.data.stream import EvalStream, SquareImage, file_split
-from vbench.engine.evaluate import EvaluationOutcome
+from vbench.engine.evaluate import EvaluationOutcome, progress_bar
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
@@ -227,8 +226,7 @@ def evaluate_imagenet(store, suite, corruptions: list[str], severities: list[int
     done = {(e.run_id, e.kind, e.condition) for e in store.evaluations(None, [run.id for run in runs])}
     models: dict[int, torch.nn.Module] = {}
     console = console or Console()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=not console.is_terminal)
+    progress = progress_bar(console, remaining=False)
     with progress:
         bar = progress.add_task(f"{suite.name}: ImageNet test sets", total=len(points))
         for point in points:

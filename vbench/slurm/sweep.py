@@ -246,11 +246,7 @@ def plan_sweep(suite: str, backbones: str, seeds: str | None = None, *, db: str 
     if options.force:
         raise VbenchError("--force cannot be combined with --launcher slurm; delete the runs to redo "
                           "(`vbench runs rm ID`) and submit again")
-    require_slurm()
-    settings.check()
-    url = check_url(db)
-    if url.startswith("sqlite") and not settings.allow_sqlite:
-        check_sweep_store(url, allow_sqlite=False)  # the one-line refusal, before the slow checks
+    url = check_slurm_first(db, settings)
     if options.data_root:
         options = replace(options, data_root=str(Path(options.data_root).expanduser().resolve()))
     planned = plan_run(suite, backbones, seeds, db=db, overrides=overrides, sets=sets, options=options,
@@ -259,6 +255,17 @@ def plan_sweep(suite: str, backbones: str, seeds: str | None = None, *, db: str 
     check_with_sbatch(settings, len(planned.jobs), Path.cwd())
     check_sweep_store(url, settings.allow_sqlite)
     return Sweep(planned, settings, url, _requests(suite, planned, overrides or {}, sets, options, plugins))
+
+
+def check_slurm_first(db: str | None, settings: SlurmSettings) -> str:
+    """The quick checks, before the slow ones: SLURM's commands, the options, a SQLite store refused. Returns the
+    store's URL."""
+    require_slurm()
+    settings.check()
+    url = check_url(db)
+    if url.startswith("sqlite") and not settings.allow_sqlite:
+        check_sweep_store(url, allow_sqlite=False)  # the one-line refusal
+    return url
 
 
 def _requests(suite: str, planned, overrides: dict, sets: Iterable[str], options, plugins: Iterable[str]) -> Callable:
@@ -307,25 +314,32 @@ def package_root() -> str:
     return str(PACKAGE_FOLDER.parent)
 
 
-def submit(sweep: Sweep, store) -> None:
-    """Submit every task marked ``submit`` as one job array and record each as a queued run."""
-    todo = sweep.submitted
-    if not todo:
-        return
-    sweep.folder = store.artifact_dir("slurm")
-    executor = submitit.SlurmExecutor(folder=sweep.folder / "%j", max_num_timeout=MAX_REQUEUES)
-    parameters = sweep.settings.executor_parameters(job_name=f"vbench-{sweep.planned.suite.name}")
+def submit_array(folder: Path, settings: SlurmSettings, job_name: str, calls: list, what: str) -> list:
+    """Submit ``calls`` (picklable callables) as one job array under ``folder``; sbatch's refusal is one line."""
+    executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=MAX_REQUEUES)
+    parameters = settings.executor_parameters(job_name=job_name)
     parameters["setup"] = [*parameters["setup"],  # the user's lines first: a `module load` may set PYTHONPATH
                            f"export PYTHONPATH={shlex.quote(package_root())}${{PYTHONPATH:+:$PYTHONPATH}}"]
     executor.update_parameters(**parameters)
     jobs = []
     try:
         with executor.batch():  # one job array: the jobs get their ids when the block ends
-            for task in todo:
-                jobs.append(executor.submit(SweepTask(sweep.request_of(task.job))))
+            for call in calls:
+                jobs.append(executor.submit(call))
     except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in one line
         detail = [line for line in str(exc).strip().splitlines() if line.strip()]
-        raise VbenchError(f"sbatch refused the sweep: {detail[-1] if detail else type(exc).__name__}") from None
+        raise VbenchError(f"sbatch refused {what}: {detail[-1] if detail else type(exc).__name__}") from None
+    return jobs
+
+
+def submit(sweep: Sweep, store) -> None:
+    """Submit every task marked ``submit`` as one job array and record each as a queued run."""
+    todo = sweep.submitted
+    if not todo:
+        return
+    sweep.folder = store.artifact_dir("slurm")
+    jobs = submit_array(sweep.folder, sweep.settings, f"vbench-{sweep.planned.suite.name}",
+                        [SweepTask(sweep.request_of(task.job)) for task in todo], "the sweep")
     sweep.array_id = jobs[0].job_id.split("_")[0]
     for task, job in zip(todo, jobs):
         task.job_id, task.log = job.job_id, str(job.paths.stdout)

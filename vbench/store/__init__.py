@@ -17,7 +17,10 @@ from vbench.store.schema import (  # noqa: F401
     Run,
     RunKey,
     Step,
+    is_eval_only,
+    is_tuning,
     run_precision,
+    tune_marks,
     utcnow,
 )
 from vbench.store.store import Store, open_store, opened  # noqa: F401

@@ -145,3 +145,17 @@ def run_precision(run: "Run") -> str:
     return (run.settings or {}).get("precision", "fp32")
 
 
+def is_eval_only(run: "Run") -> bool:
+    """A row of `vbench eval`: weights evaluated without training (vbench.engine.evaluate)."""
+    return bool((run.settings or {}).get("eval_only"))
+
+
+def tune_marks(run: "Run") -> dict:
+    """What `vbench tune` marked a run with: its study and trial number, or the trial it re-runs; {} otherwise."""
+    return (run.settings or {}).get("tune") or {}
+
+
+def is_tuning(run: "Run") -> bool:
+    """A run of `vbench tune` (a trial, or a re-run of a study's best recipe; vbench.tune): reported apart from the
+    fixed-recipe runs and never averaged with them, nor evaluated by the features that read finished runs."""
+    return bool(tune_marks(run))

@@ -11,7 +11,6 @@ that SLURM preempts or times out is requeued by submitit and carries on its own 
 
 from __future__ import annotations
 
-import shlex
 import socket
 import time
 from dataclasses import dataclass, field
@@ -21,12 +20,10 @@ from typing import Callable
 import submitit
 from rich.console import Console
 
-from vbench.errors import VbenchError
 from vbench.models.registry import load_all
 from vbench.slurm import sweep as slurm_sweep
 from vbench.slurm.job import threads_of_the_allocation
 from vbench.slurm.queue import job_alive, job_states, launch_record
-from vbench.store import check_url
 from vbench.tune.plan import TuneRequest, TuningPlan
 from vbench.tune.study import open_studies, study_state
 from vbench.tune.trials import Session, best_trials, open_trials, pick_and_run, rerun_request
@@ -75,15 +72,6 @@ class TrialSweep:
     folder: Path | None = None
 
 
-def check_slurm_first(db: str | None, settings) -> None:
-    """The quick checks, before the data is loaded: SLURM's commands, the options, a SQLite store refused."""
-    slurm_sweep.require_slurm()
-    settings.check()
-    url = check_url(db)
-    if url.startswith("sqlite") and not settings.allow_sqlite:
-        slurm_sweep.check_sweep_store(url, allow_sqlite=False)  # the one-line refusal
-
-
 def check_slurm(plan: TuningPlan, settings) -> None:
     """What a SLURM tuning needs, checked before anything is submitted (the store only gets its schema)."""
     tasks = plan.request.trials * len(plan.group.backbones)
@@ -106,20 +94,8 @@ def submit_trials(plan: TuningPlan, settings) -> TrialSweep:
     todo = [backbone for backbone, count in sweep.open.items() for _ in range(count)]
     if not todo:
         return sweep
-    executor = submitit.SlurmExecutor(folder=sweep.folder / "%j", max_num_timeout=slurm_sweep.MAX_REQUEUES)
-    parameters = settings.executor_parameters(job_name=f"vbench-tune-{request.group.suite}")
-    parameters["setup"] = [*parameters["setup"],
-                           f"export PYTHONPATH={shlex.quote(slurm_sweep.package_root())}${{PYTHONPATH:+:$PYTHONPATH}}"]
-    executor.update_parameters(**parameters)
-    jobs = []
-    try:
-        with executor.batch():
-            for backbone in todo:
-                jobs.append(executor.submit(TrialJob(request, backbone)))
-    except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in one line
-        detail = [line for line in str(exc).strip().splitlines() if line.strip()]
-        raise VbenchError(f"sbatch refused the trials: {detail[-1] if detail else type(exc).__name__}") \
-            from None
+    jobs = slurm_sweep.submit_array(sweep.folder, settings, f"vbench-tune-{request.group.suite}",
+                                    [TrialJob(request, backbone) for backbone in todo], "the trials")
     sweep.array_id = jobs[0].job_id.split("_")[0]
     sweep.jobs = [(backbone, job.job_id, str(job.paths.stdout)) for backbone, job in zip(todo, jobs)]
     return sweep
@@ -163,7 +139,7 @@ def rerun_best_on_slurm(plan: TuningPlan, settings, states: dict, console) -> li
     seeds = ",".join(map(str, plan.rerun_seeds))
     sweeps = []
     for backbone, (number, params) in best_trials(request, states).items():
-        sets, options = rerun_request(request, backbone, number, params)
+        sets, options = rerun_request(request, number, params)
         sweep = slurm_sweep.plan_sweep(request.suite, backbone, seeds, db=request.url, overrides=request.overrides,
                                        sets=sets, options=options, plugins=request.plugins, settings=settings)
         slurm_sweep.submit_sweep(sweep)

@@ -13,33 +13,30 @@ import warnings
 
 import pandas as pd
 
-from vbench.engine.rows import is_tuning
 from vbench.reporting.report import ReportTable, display_name, fmt, partner_of, signed
 from vbench.reporting.results import all_groups, finished_results
 from vbench.reporting.stats import mean_interval, seed_difference
+from vbench.store import is_tuning, tune_marks
 from vbench.tasks import get_task
 
 COUNTED = ("done", "pruned")  # the trials that count against the budget
 
 
-def marks(run) -> dict:
-    return (run.settings or {}).get("tune") or {}
-
-
 def tuned_sections(store, suite: str | None = None, backbones=None, study: str | None = None) -> list[ReportTable]:
     """A table per (suite, study) with tuning runs, classification suites; empty when there are none."""
     runs = [run for run in store.list_runs(suite=suite, backbones=backbones, task="classification") if is_tuning(run)]
-    studies = sorted({(run.suite, marks(run).get("study")) for run in runs if marks(run).get("study")})
+    studies = sorted({(run.suite, tune_marks(run).get("study")) for run in runs if tune_marks(run).get("study")})
+    fixed_groups = finished_results(store, suite=suite, task="classification").groups if studies else []
     reruns = all_groups(store, suite, backbones, task="classification", tuning=True)
     sections = []
     for suite_name, name in studies:
         if study is not None and name != study:
             continue
-        trials = [run for run in runs if run.suite == suite_name and marks(run).get("study") == name
-                  and "trial" in marks(run)]
+        trials = [run for run in runs if run.suite == suite_name and tune_marks(run).get("study") == name
+                  and "trial" in tune_marks(run)]
         groups = _newest_per_backbone([g for g in reruns if g.suite == suite_name
-                                       and marks(g.newest).get("study") == name and "rerun_of" in marks(g.newest)])
-        fixed = finished_results(store, suite=suite_name, task="classification").groups
+                                       and tune_marks(g.newest).get("study") == name and "rerun_of" in tune_marks(g.newest)])
+        fixed = [g for g in fixed_groups if g.suite == suite_name]
         with warnings.catch_warnings():  # scipy warns on seeds of equal scores: the interval is then zero-wide
             warnings.simplefilter("ignore", RuntimeWarning)
             sections.append(_section(suite_name, name, trials, groups, fixed))
@@ -78,17 +75,17 @@ def _section(suite: str, study: str, trials: list, groups: list, fixed: list) ->
             "model": display_name(first.paper_names, first.dataset, backbone),
             "trials": sum(run.status in COUNTED for run in own), "pruned": sum(run.status == "pruned" for run in own),
             "failed": sum(run.status == "failed" for run in own), "epochs": first.steps,
-            "best_trial": marks(best).get("trial") if best else None,
+            "best_trial": tune_marks(best).get("trial") if best else None,
             "best_trial_value": best.metric(metric) if best else None,
-            "best_params": marks(best).get("params") if best else None,
-            "rerun_of": marks(group.newest).get("rerun_of") if group else None,
+            "best_params": tune_marks(best).get("params") if best else None,
+            "rerun_of": tune_marks(group.newest).get("rerun_of") if group else None,
             "n": group.n if group else 0, "seeds": group.seeds if group else [],
             "acc_mean": sum(values) / len(values) if values else None,
             "acc_ci_low": interval.low if interval else None, "acc_ci_high": interval.high if interval else None,
             "recipe_hash": group.recipe_hash if group else None,
             "run_ids": [run.id for run in group.runs] if group else [],
-            "space_hash": marks(first).get("space_hash"), "sampler": marks(first).get("sampler"),
-            "pruner": marks(first).get("pruner"),
+            "space_hash": tune_marks(first).get("space_hash"), "sampler": tune_marks(first).get("sampler"),
+            "pruner": tune_marks(first).get("pruner"),
         }
         record.update(_tuned_gain(group, groups, metric))
         record.update(_fixed_gain(backbone, fixed, metric))
@@ -132,13 +129,15 @@ def _row(record: dict, label: str) -> dict:
         gain += f" [{record['gain_ci_low']:+.2f}, {record['gain_ci_high']:+.2f}]"
     fixed = signed(record["fixed_gain"]) + (f" (n={record['fixed_n']})" if record["fixed_gain"] is not None else "")
     return {"Model": record["model"], "Trials": f"{record['trials']} ({record['pruned']} pruned)", "Best trial": best,
-            "Best recipe": ", ".join(f"{k} {_value(v)}" for k, v in params.items()) or "-",
+            "Best recipe": recipe_text(params) or "-",
             f"Re-run {label} [95% CI]": rerun, "n": str(record["n"]), "Gain, equal budgets": gain,
             "Gain, fixed recipe": fixed, "Recipe": (record["recipe_hash"] or "-")[:8]}
 
 
-def _value(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def recipe_text(params: dict) -> str:
+    """A trial's values as ``lr 0.00123, optimizer adamw``."""
+    return ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in params.items())
 
 
 def _notes(records: list[dict], study: str, label: str) -> list[str]:

@@ -10,7 +10,7 @@ two studies of different spaces or budgets never mix, and every backbone of a gr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import optuna
 from sqlalchemy import create_engine, inspect
@@ -20,7 +20,7 @@ from vbench.errors import VbenchError
 from vbench.recipes import recipe_differences
 from vbench.store import display_url, sqlite_file
 from vbench.store.connection import read_only_sqlite_engine, reason, with_available_driver
-from vbench.tune.space import Param, Space
+from vbench.tune.space import Space
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "asha", "none")
@@ -88,26 +88,6 @@ class StudyGroup:
             if stored.get(key) != getattr(self, key):
                 raise VbenchError(f"{where} was made with other {what} ({stored.get(key)}, now {getattr(self, key)}); "
                                   f"{remedy}")
-
-
-def group_from(stored: dict, name: str) -> StudyGroup:
-    """A group as one of its studies stored it (for the leaderboard and reports)."""
-    space = stored.get("space") or {}
-    return StudyGroup(name, stored.get("suite", ""), tuple(stored.get("backbones") or ()), _stored_space(space, stored),
-                      stored.get("sampler", ""), stored.get("pruner", ""), stored.get("seed", 0),
-                      stored.get("recipe") or {}, stored.get("recipe_hash", ""), stored.get("data_id", ""),
-                      stored.get("precision", ""), stored.get("metric", ""), stored.get("direction", "maximize"))
-
-
-def _stored_space(space: dict, stored: dict) -> Space:
-    params = []
-    for name, spec in space.items():
-        if "choices" in spec:
-            params.append(Param(name, "choice", choices=tuple(spec["choices"])))
-        else:
-            kind = "int" if isinstance(spec["low"], int) and isinstance(spec["high"], int) else "float"
-            params.append(Param(name, kind, spec["low"], spec["high"], spec.get("log", False), spec.get("step")))
-    return Space(tuple(params), stored.get("space_source", ""))
 
 
 # --- samplers and pruners ------------------------------------------------------------------------------
@@ -225,9 +205,6 @@ class StudyState:
     def finished(self) -> int:
         """The trials that count against the budget: complete or pruned."""
         return self.complete + self.pruned
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "finished": self.finished}
 
 
 def study_state(study: optuna.Study) -> StudyState:

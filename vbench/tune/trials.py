@@ -30,7 +30,7 @@ from vbench.engine.plan import RunResult, execute, plan_run
 from vbench.engine.runner import StopRun
 from vbench.errors import VbenchError
 from vbench.slurm.queue import job_alive, job_states, release_dead_holders
-from vbench.store import holder_alive, open_store, utcnow
+from vbench.store import holder_alive, open_store, tune_marks, utcnow
 from vbench.tune.plan import TuneRequest
 from vbench.tune.space import params_text, set_assignments
 from vbench.tune.study import FINISHED, StudyState, open_studies, sampler_for, study_state
@@ -109,7 +109,7 @@ class Session:
         """The newest run of each trial of ``backbone``'s study, by trial number."""
         runs = {}
         for run in self.store.list_runs(suite=self.group.suite, backbones=[backbone]):
-            marks = (run.settings or {}).get("tune") or {}
+            marks = tune_marks(run)
             if marks.get("study") == self.group.name and "trial" in marks:
                 runs[marks["trial"]] = run
         return runs
@@ -344,7 +344,7 @@ def best_trials(request: TuneRequest, states: dict[str, StudyState]) -> dict[str
     return {backbone: (state.best_number, state.best_params) for backbone, state in states.items()}
 
 
-def rerun_request(request: TuneRequest, backbone: str, number: int, params: dict) -> tuple[list[str], object]:
+def rerun_request(request: TuneRequest, number: int, params: dict) -> tuple[list[str], object]:
     """The sets and run options of the re-runs of a best trial: normal runs of its recipe (their own recipe hash),
     marked as re-runs of the study's trial so that reports keep them apart."""
     marks = {"tune": {"study": request.group.name, "rerun_of": number, "params": params}}
@@ -357,7 +357,7 @@ def rerun_best(request: TuneRequest, seeds: list[int], console: Console | None =
     best = best_trials(request, states or states_of(request))
     results = []
     for backbone, (number, params) in best.items():
-        sets, options = rerun_request(request, backbone, number, params)
+        sets, options = rerun_request(request, number, params)
         planned = plan_run(request.suite, backbone, ",".join(map(str, seeds)), db=request.url,
                            overrides=request.overrides, sets=sets, options=options, console=console)
         if console is not None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import optuna
 
+from vbench.leaderboard.charts import chart_layout, no_data, plotly_text
+from vbench.tune.report import recipe_text
 from vbench.tune.study import load_study, open_storage, stored_groups
 
 COLORS = {"complete": "#1f77b4", "pruned": "#999999", "best": "#d62728", "bar": "#2ca02c"}
@@ -23,12 +25,10 @@ class StudyCharts:
 
 
 def _layout(title: str, x_title: str, y_title: str) -> dict:
-    return {"title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
-            "xaxis": {"title": {"text": x_title}, "zeroline": False},
-            "yaxis": {"title": {"text": y_title}, "zeroline": False, "automargin": True},
-            "height": 360, "margin": {"l": 56, "r": 16, "t": 40, "b": 40}, "hovermode": "closest",
-            "legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top", "font": {"size": 10}},
-            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "#fbfbfb"}
+    layout = chart_layout(title, x_title, y_title, log_x=False)
+    layout["height"] = 360
+    layout["yaxis"]["automargin"] = True
+    return layout
 
 
 def _finite(value) -> bool:
@@ -44,7 +44,7 @@ def history_chart(study: optuna.Study, backbone: str, label: str) -> dict:
     traces = []
     for state, name in ((states.COMPLETE, "complete"), (states.PRUNED, "pruned")):
         points = [(t.number, t.value if state == states.COMPLETE else t.intermediate_values[t.last_step],
-                   _params_text(t.params)) for t in trials if t.state == state
+                   plotly_text(recipe_text(t.params))) for t in trials if t.state == state
                   and (state == states.COMPLETE or t.last_step is not None)]
         points = [p for p in points if _finite(p[1])]
         if points:
@@ -82,8 +82,7 @@ def importance_chart(study: optuna.Study, backbone: str) -> tuple[dict, str | No
     data = [{"type": "bar", "orientation": "h", "x": [importances[n] for n in names], "y": names,
              "marker": {"color": COLORS["bar"]}, "hovertemplate": "%{y}: %{x:.3f}<extra></extra>", "name": "importance"}]
     if not names:
-        layout["annotations"] = [{"text": "too few complete trials", "showarrow": False, "xref": "paper",
-                                  "yref": "paper", "x": 0.5, "y": 0.5, "font": {"color": "#777"}}]
+        no_data(layout, "too few complete trials")
     return {"data": data if names else [], "layout": layout}, note
 
 
@@ -103,8 +102,3 @@ def group_charts(url: str, group: str, label: str) -> list[StudyCharts]:
     finally:
         storage.remove_session()
         storage.engine.dispose()
-
-
-def _params_text(params: dict) -> str:
-    return ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
-                     for name, value in params.items())
