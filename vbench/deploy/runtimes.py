@@ -28,12 +28,11 @@ import torch
 from vbench.deploy.export import INPUT, Export
 from vbench.deploy.latency import Predictor
 from vbench.deploy.quantize import Calibration, quantize_onnx, quantize_openvino
-from vbench.engine.hardware import Hardware
+from vbench.engine.hardware import NATIVE_BF16, Hardware
 from vbench.registry import Registry
 
 PRECISIONS = ("fp32", "bf16", "int8")
 INSTALL_HINT = "pip install 'vbench[deploy]'"
-NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
                "amx_int8", "amx_bf16", "amx_fp16", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm")
 NVIDIA_SMI_TIMEOUT_S = 10
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # a CPU with either computes bf16 natively
 
 
 @dataclass(frozen=True)

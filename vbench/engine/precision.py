@@ -3,15 +3,14 @@ kernels and gradient scaler), ``torch.compile`` with its eager fallback, and the
 
 from __future__ import annotations
 
-import platform
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from vbench.engine.hardware import NATIVE_BF16, fingerprint
 from vbench.errors import VbenchError, first_line
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -28,11 +27,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return fingerprint("cpu").has(*NATIVE_BF16)
 
 
 @dataclass(frozen=True)
@@ -71,13 +66,7 @@ class Precision:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"cpu: {line.split(':', 1)[1].strip()}"
-    except OSError:
-        pass
-    return f"cpu: {platform.processor() or platform.machine()}"
+    return f"cpu: {fingerprint('cpu').cpu}"
 
 
 class Compiled:
