@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.console import Console
 
-from vbench.analysis.runs import TRAINED, finished_runs, run_model, select_runs
-from vbench.engine.evaluate import EvaluationOutcome, progress_bar
+from vbench.analysis.runs import TRAINED, finished_runs, measure_runs, run_model, select_runs
+from vbench.engine.evaluate import EvaluationOutcome
 from vbench.errors import VbenchError
 from vbench.reporting.calibration import ECE_BINS, FIT_SHARE, SPLIT_SEED, temperature_scaled
 from vbench.store.artifacts import stored_probabilities
@@ -62,19 +62,13 @@ def evaluate_calibration(store, suite, backbones: list[str] | None = None, seeds
             outcome.skipped = [f"run {run.id} ({run.backbone} seed {run.seed}) keeps no class probabilities and "
                                f"cannot be evaluated again ({exc}); skipped" for run in missing]
     outcome.runs = [run for run in candidates if kept[run.id] is not None or (selection and run in selection.runs)]
-    runs = outcome.runs
-    console = console or Console()
-    with progress_bar(console, remaining=False) as progress:
-        bar = progress.add_task(f"{suite.name}: calibration", total=len(runs))
-        for run in runs:
-            predictions, source = kept[run.id], "predictions"
-            if predictions is None:
-                predictions = selection.task.evaluate(run_model(store, selection.task, run, TRAINED)).predictions
-                source = "weights"
-                outcome.from_weights += 1
-            metrics = {**measure(predictions), "source": source}
-            store.put_evaluation(run.id, KIND, CONDITION, metrics)
-            outcome.evaluated += 1
-            outcome.results.append((run, metrics))
-            progress.advance(bar)
-    return outcome
+
+    def measure_run(run) -> dict:
+        predictions, source = kept[run.id], "predictions"
+        if predictions is None:
+            predictions = selection.task.evaluate(run_model(store, selection.task, run, TRAINED)).predictions
+            source = "weights"
+            outcome.from_weights += 1
+        return {**measure(predictions), "source": source}
+
+    return measure_runs(store, outcome, KIND, CONDITION, f"{suite.name}: calibration", measure_run, console)

@@ -32,10 +32,11 @@ from vbench.analysis.runs import (
     TRAINED,
     finished_runs,
     large_kernel_size,
+    measure_runs,
     run_model,
     select_runs,
 )
-from vbench.engine.evaluate import EvaluationOutcome, progress_bar
+from vbench.engine.evaluate import EvaluationOutcome
 from vbench.errors import VbenchError
 from vbench.models import registry
 from vbench.models.feature_map import FeatureMap, last_feature_map, require_feature_map
@@ -158,27 +159,14 @@ def evaluate_erf(store, suite, backbones: list[str] | None = None, seeds: list[i
                            in_memory="the effective receptive field")
     task = selection.task
     outcome = ErfOutcome(condition=condition, runs=selection.runs, skipped=selection.skipped)
-    stored = {e.run_id: e.metrics for e in store.evaluations(KIND, [run.id for run in selection.runs])
-              if e.condition == condition}
     count = min(images, len(task.data.test_images))
     test_images, test_labels = task.data.test_images[:count], task.data.test_labels[:count]
-    console = console or Console()
-    with progress_bar(console, remaining=False) as progress:
-        bar = progress.add_task(f"{suite.name}: ERF ({condition})", total=len(selection.runs))
-        for run in selection.runs:
-            kept = stored.get(run.id)
-            if kept is not None and kept.get("images") == count:
-                outcome.kept += 1
-                outcome.results.append((run, kept))
-                progress.advance(bar)
-                continue
-            metrics = measure_erf(run_model(store, task, run, condition), maps[run.backbone], task, test_images,
-                                  test_labels)
-            store.put_evaluation(run.id, KIND, condition, metrics)
-            outcome.evaluated += 1
-            outcome.results.append((run, metrics))
-            progress.advance(bar)
-    return outcome
+
+    def measure(run) -> dict:
+        return measure_erf(run_model(store, task, run, condition), maps[run.backbone], task, test_images, test_labels)
+
+    return measure_runs(store, outcome, KIND, condition, f"{suite.name}: ERF ({condition})", measure, console,
+                        images=count)
 
 
 def measure_erf(model: torch.nn.Module, feature_map: FeatureMap, task, images: torch.Tensor,

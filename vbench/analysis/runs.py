@@ -5,12 +5,15 @@ their models with the final weights, or with the weights they started from (``in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
+from rich.console import Console
 
 from vbench.backbones.large_kernel_attention import LKA, LSKA
 from vbench.backbones.lkca import LKCA
 from vbench.engine import evaluate
+from vbench.engine.evaluate import progress_bar
 from vbench.engine.precision import resolve_device
 from vbench.errors import VbenchError
 from vbench.models import registry
@@ -79,3 +82,24 @@ def large_kernel_size(model: torch.nn.Module) -> int | None:
 
 def _receptive_field(local: int, dilated: int, dilation: int) -> int:
     return local + (dilated - 1) * dilation
+
+
+def measure_runs(store, outcome, kind: str, condition: str, title: str, measure: Callable[[object], dict],
+                 console: Console | None = None, images: int | None = None):
+    """``measure(run)`` for every run of ``outcome``, each result stored as it is measured, with a bar. With
+    ``images``, a run's stored result of that many images is kept (counted in ``outcome.kept``) instead."""
+    stored = {} if images is None else {e.run_id: e.metrics for e in store.evaluations(kind, [r.id for r in outcome.runs])
+                                       if e.condition == condition}
+    with progress_bar(console or Console(), remaining=False) as progress:
+        bar = progress.add_task(title, total=len(outcome.runs))
+        for run in outcome.runs:
+            metrics = stored.get(run.id)
+            if metrics is not None and metrics.get("images") == images:
+                outcome.kept += 1
+            else:
+                metrics = measure(run)
+                store.put_evaluation(run.id, kind, condition, metrics)
+                outcome.evaluated += 1
+            outcome.results.append((run, metrics))
+            progress.advance(bar)
+    return outcome

@@ -36,9 +36,9 @@ import torchvision.transforms.functional as TF
 from rich.console import Console
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
-from vbench.analysis.runs import TRAINED, finished_runs, large_kernel_size, run_model, select_runs
+from vbench.analysis.runs import TRAINED, finished_runs, large_kernel_size, measure_runs, run_model, select_runs
 from vbench.data.folders import decode_images
-from vbench.engine.evaluate import EvaluationOutcome, progress_bar
+from vbench.engine.evaluate import EvaluationOutcome
 from vbench.errors import VbenchError
 from vbench.paths import default_data_root
 
@@ -188,30 +188,17 @@ def evaluate_shape_bias(store, suite, backbones: list[str] | None = None, seeds:
         conflict = hybrid_set(task.data.test_images, task.data.test_labels, images or len(task.data.test_labels),
                               sigma or default_sigma(suite.img_size))
     outcome = ShapeBiasOutcome(condition=conflict.condition, runs=selection.runs, skipped=selection.skipped)
-    stored = {e.run_id: e.metrics for e in store.evaluations(KIND, [run.id for run in selection.runs])
-              if e.condition == conflict.condition}
     cue_images = conflict.images.to(task.device)
     cue_labels = conflict.shape_labels.to(task.device)
-    console = console or Console()
-    with progress_bar(console, remaining=False) as progress:
-        bar = progress.add_task(f"{suite.name}: shape bias ({conflict.condition})", total=len(selection.runs))
-        for run in selection.runs:
-            kept = stored.get(run.id)
-            if kept is not None and kept.get("images") == len(conflict.shape_labels):
-                outcome.kept += 1
-                outcome.results.append((run, kept))
-                progress.advance(bar)
-                continue
-            model = run_model(store, task, run, TRAINED)
-            predicted = task.evaluate_images(model, cue_images, cue_labels).predictions.top_k[:, 0].astype(np.int64)
-            counted = np.ones(len(predicted), dtype=bool)
-            if conflict.sources is not None:  # right on both source images alone
-                correct = task.evaluate_images(model, task.data.test_images, task.data.test_labels).predictions.correct
-                counted = correct[conflict.sources[0]] & correct[conflict.sources[1]]
-            metrics = {**decisions(predicted, conflict, counted), **conflict.details,
-                       "kernel_size": large_kernel_size(model)}
-            store.put_evaluation(run.id, KIND, conflict.condition, metrics)
-            outcome.evaluated += 1
-            outcome.results.append((run, metrics))
-            progress.advance(bar)
-    return outcome
+
+    def measure(run) -> dict:
+        model = run_model(store, task, run, TRAINED)
+        predicted = task.evaluate_images(model, cue_images, cue_labels).predictions.top_k[:, 0].astype(np.int64)
+        counted = np.ones(len(predicted), dtype=bool)
+        if conflict.sources is not None:  # right on both source images alone
+            correct = task.evaluate_images(model, task.data.test_images, task.data.test_labels).predictions.correct
+            counted = correct[conflict.sources[0]] & correct[conflict.sources[1]]
+        return {**decisions(predicted, conflict, counted), **conflict.details, "kernel_size": large_kernel_size(model)}
+
+    return measure_runs(store, outcome, KIND, conflict.condition, f"{suite.name}: shape bias ({conflict.condition})",
+                        measure, console, images=len(conflict.shape_labels))
